@@ -1,0 +1,1 @@
+"""Request authentication: signature algorithms (pure functions), payload decoders, identities."""

@@ -1,0 +1,102 @@
+"""The ``shoal`` command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from shoal import __version__
+from shoal.server import DEV_ROOT_PASSWORD, DEV_ROOT_USER, ServerSettings, UserSpec, run
+
+
+def _parse_address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        raise click.BadParameter(f"expected HOST:PORT or :PORT, got {value!r}", param_hint="--address")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        number = int(port)
+    except ValueError:
+        raise click.BadParameter(f"port must be a number, got {port!r}", param_hint="--address") from None
+    if not 0 < number < 65536:
+        raise click.BadParameter(f"port out of range: {number}", param_hint="--address")
+    return host, number
+
+
+def _parse_user(value: str) -> UserSpec:
+    access_key, sep, secret = value.partition(":")
+    if not sep or not access_key or not secret:
+        raise click.BadParameter(f"expected ACCESS_KEY:SECRET_KEY, got {value.split(':')[0]}:***",
+                                 param_hint="--user")
+    return UserSpec(access_key, secret)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="shoal")
+def main() -> None:
+    """Shoal: an S3-compatible object store."""
+
+
+@main.command()
+@click.argument("data_dir", default="./data", type=click.Path(file_okay=False))
+@click.option("--address", default=":9000", show_default=True, envvar="SHOAL_ADDRESS",
+              help="HOST:PORT to listen on (MinIO's default port).")
+@click.option("--root-user", envvar=["SHOAL_ROOT_USER", "MINIO_ROOT_USER"],
+              help="Root access key [env SHOAL_ROOT_USER or MINIO_ROOT_USER].")
+@click.option("--root-password", envvar=["SHOAL_ROOT_PASSWORD", "MINIO_ROOT_PASSWORD"],
+              help="Root secret key [env SHOAL_ROOT_PASSWORD or MINIO_ROOT_PASSWORD].")
+@click.option("--user", "users", multiple=True, metavar="ACCESS_KEY:SECRET_KEY",
+              help="An additional, independent user (repeatable) [env SHOAL_USERS, comma-separated].")
+@click.option("--bucket", "buckets", multiple=True, metavar="NAME",
+              help="Create this bucket at start if missing (repeatable) [env SHOAL_BUCKETS, comma-separated].")
+@click.option("--domain", envvar="SHOAL_DOMAIN", help="Domain for virtual-hosted-style requests (BUCKET.DOMAIN).")
+@click.option("--region", default="us-east-1", show_default=True, envvar="SHOAL_REGION")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256), envvar="SHOAL_WORKERS",
+              help="Worker processes sharing the port.")
+@click.option("--access-log/--no-access-log", default=False, envvar="SHOAL_ACCESS_LOG", help="Log every request.")
+def server(
+    data_dir: str,
+    address: str,
+    root_user: str | None,
+    root_password: str | None,
+    users: tuple[str, ...],
+    buckets: tuple[str, ...],
+    domain: str | None,
+    region: str,
+    workers: int,
+    access_log: bool,
+) -> None:
+    """Serve S3 from DATA_DIR (created if missing)."""
+    import os
+
+    host, port = _parse_address(address)
+    user_specs = [_parse_user(u) for u in users]
+    user_specs += [_parse_user(u.strip()) for u in os.environ.get("SHOAL_USERS", "").split(",") if u.strip()]
+    bucket_names = list(buckets) + [b.strip() for b in os.environ.get("SHOAL_BUCKETS", "").split(",") if b.strip()]
+    if bool(root_user) != bool(root_password):
+        raise click.UsageError("set both the root user and the root password, or neither")
+    if not root_user:
+        click.echo(
+            f"WARNING: no root credentials set; using the development defaults {DEV_ROOT_USER}/{DEV_ROOT_PASSWORD}. "
+            "Set --root-user/--root-password (or SHOAL_ROOT_USER/SHOAL_ROOT_PASSWORD) for anything but local use.",
+            err=True,
+        )
+    settings = ServerSettings(
+        data_dir=data_dir, host=host, port=port,
+        root_user=root_user or DEV_ROOT_USER, root_password=root_password or DEV_ROOT_PASSWORD,
+        users=user_specs, buckets=bucket_names, domain=domain, region=region, workers=workers,
+        access_log=access_log,
+    )
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    click.echo(f"Shoal {__version__} serving S3 at http://{shown}:{port}  data: {os.path.abspath(data_dir)}", err=True)
+    click.echo(f"Access key: {settings.root_user}", err=True)
+    try:
+        run(settings)
+    except OSError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The request entry point: route, authenticate, dispatch to a handler, render errors.
+
+aiohttp's low-level server calls :meth:`S3App.handle` once per request; no framework router or middleware
+sits on the data path.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from aiohttp import web
+from multidict import CIMultiDictProxy
+
+from shoal.auth.identities import Identity
+from shoal.errors import S3Error
+from shoal.http import xml
+from shoal.http.authenticate import RequestView, authenticate
+from shoal.http.routing import resolve, split_target
+from shoal.s3.service import S3Service
+
+log = logging.getLogger("shoal.http")
+access_log = logging.getLogger("shoal.access")
+
+SERVER_NAME = "Shoal"
+MAX_XML_BODY = 4 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class S3Request:
+    """One request as handlers see it."""
+
+    http: web.BaseRequest
+    method: str
+    bucket: str | None
+    key: str | None
+    operation: str
+    query: dict[str, str]
+    headers: CIMultiDictProxy[str]
+    identity: Identity | None
+    body: object
+    request_id: str
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    async def read_body(self, limit: int = MAX_XML_BODY) -> bytes:
+        """The whole (small) request body, for XML documents; verified like any payload."""
+        import hashlib
+
+        body = self.body
+        chunks: list[bytes] = []
+        total = 0
+        digest = hashlib.sha256() if body.wants_sha256 else None  # type: ignore[attr-defined]
+        while chunk := await body.read():  # type: ignore[attr-defined]
+            total += len(chunk)
+            if total > limit:
+                raise S3Error("MalformedXML", "The XML you provided was larger than the maximum allowed size.")
+            if digest is not None:
+                digest.update(chunk)
+            chunks.append(chunk)
+        if digest is not None:
+            body.check_sha256(digest.hexdigest())  # type: ignore[attr-defined]
+        data = b"".join(chunks)
+        md5 = self.headers.get("Content-MD5")
+        if md5 is not None:
+            from shoal.s3.ingest import check_content_md5
+
+            check_content_md5(md5, hashlib.md5(data).digest())
+        return data
+
+
+def xml_response(root: str, inner: str, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=xml.document(root, inner), status=status, headers=headers,
+                        content_type="application/xml")
+
+
+def error_document(error: S3Error, resource: str, request_id: str) -> bytes:
+    inner = xml.el("Code", error.code) + xml.el("Message", error.message)
+    inner += "".join(xml.el(k, v) for k, v in error.extra.items())
+    inner += xml.el("Resource", resource) + xml.el("RequestId", request_id) + xml.el("HostId", request_id)
+    return xml.document("Error", inner, namespace=False)
+
+
+def parse_query(raw_query: str) -> list[tuple[str, str]]:
+    pairs = []
+    if not raw_query:
+        return pairs
+    for item in raw_query.split("&"):
+        if not item:
+            continue
+        name, _, value = item.partition("=")
+        try:
+            pairs.append((unquote(name, errors="strict"), unquote(value, errors="strict")))
+        except UnicodeDecodeError:
+            raise S3Error("InvalidURI") from None
+    return pairs
+
+
+class S3App:
+    def __init__(self, service: S3Service, *, domain: str | None = None, region: str = "us-east-1") -> None:
+        from shoal.http.handlers import HANDLERS
+
+        self.service = service
+        self.domain = domain
+        self.region = region
+        self.handlers = HANDLERS
+        self.host_id = base64.b64encode(os.urandom(24)).decode()
+        self.extra_routes: dict[str, object] = {}
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = os.urandom(8).hex().upper()
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        resource = raw_path
+        operation = "-"
+        status = 500
+        try:
+            special = self.extra_routes.get(raw_path)
+            if special is not None and request.method in ("GET", "HEAD"):
+                response = await special(request)  # type: ignore[operator]
+            else:
+                response, operation = await self._s3(request, request_id, raw_path, raw_query)
+        except S3Error as exc:
+            response = self._error_response(request, exc, resource, request_id)
+        except Exception:
+            log.exception("internal error in %s %s", request.method, raw_path)
+            response = self._error_response(request, S3Error("InternalError"), resource, request_id)
+        if not response.prepared:  # streamed responses set these themselves before sending headers
+            response.headers.update(self.common_headers(request_id))
+        status = response.status
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info("%s %s %s %s %d %.1fms", request.remote, request.method, raw_path, operation, status,
+                            (time.perf_counter() - started) * 1000)
+        return response
+
+    def common_headers(self, request_id: str) -> dict[str, str]:
+        return {"x-amz-request-id": request_id, "x-amz-id-2": self.host_id, "Server": SERVER_NAME}
+
+    def _error_response(self, request: web.BaseRequest, exc: S3Error, resource: str, request_id: str):
+        headers = dict(exc.headers)
+        if exc.status == 304 or request.method == "HEAD":
+            # No body: HEAD never has one, and 304 must not. The status (and headers) tell the story.
+            response = web.Response(status=exc.status, headers=headers)
+            if request.method == "HEAD" and exc.status != 304:
+                response.headers["x-amz-error-code"] = exc.code
+            return response
+        body = error_document(exc, resource, request_id)
+        response = web.Response(status=exc.status, body=body, headers=headers, content_type="application/xml")
+        if exc.status in (400, 403, 411, 413) and request.body_exists and not request.content.is_eof():
+            # We refused before reading the body: do not try to read the rest of a possibly huge upload.
+            response.force_close()
+        return response
+
+    async def _s3(self, request: web.BaseRequest, request_id: str, raw_path: str, raw_query: str):
+        headers = request.headers
+        query_pairs = parse_query(raw_query)
+        query = dict(query_pairs)
+        bucket, key = split_target(raw_path, headers.get("Host", ""), self.domain)
+        view_headers: dict[str, list[str]] = {}
+        for name, value in headers.items():
+            view_headers.setdefault(name.lower(), []).append(value)
+        path = unquote(raw_path)
+        view = RequestView(request.method, raw_path, path, query_pairs, view_headers,
+                           bucket if self.domain and bucket and not raw_path.startswith(f"/{bucket}") else None)
+        route = resolve(request.method, bucket, key, query, headers)
+        identity, body = await authenticate(request, view, self.service.identities)
+        handler = self.handlers.get(route.operation)
+        if handler is None:
+            raise S3Error("NotImplemented", f"{route.operation} is not implemented by Shoal yet.")
+        s3req = S3Request(request, request.method, route.bucket, route.key, route.operation, query, headers,
+                          identity, body, request_id, self.common_headers(request_id))
+        response = await handler(self.service, s3req)
+        if not response.prepared:
+            for name, value in s3req.response_headers.items():
+                response.headers.setdefault(name, value)
+        return response, route.operation

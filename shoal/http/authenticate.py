@@ -1,0 +1,265 @@
+"""Authenticating a request: which identity signed it (or none), and a body reader that verifies the payload
+the way the signature promised (hash, chunk signatures, trailers)."""
+
+from __future__ import annotations
+
+import calendar
+import time
+from dataclasses import dataclass
+
+from aiohttp.web import BaseRequest
+
+from shoal.auth import sigv2, sigv4
+from shoal.auth.identities import Identity, IdentityStore
+from shoal.errors import S3Error
+from shoal.http.body import ChunkedBody, ChunkSigner, EmptyBody, PlainBody, _Continue
+
+MAX_SKEW_SECONDS = 15 * 60
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(slots=True)
+class RequestView:
+    """The parts of an HTTP request that signatures cover, decoded once."""
+
+    method: str
+    raw_path: str  # path as sent, percent-encoded, without the query
+    path: str  # decoded path
+    query_pairs: list[tuple[str, str]]  # decoded, in order
+    headers: dict[str, list[str]]  # lower-case names
+    bucket_from_host: str | None
+
+
+def parse_amz_date(value: str) -> float:
+    """``20250101T000000Z`` -> epoch seconds. Raises ValueError."""
+    return calendar.timegm(time.strptime(value, "%Y%m%dT%H%M%SZ"))
+
+
+def _parse_any_date(value: str) -> float:
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return parse_amz_date(value)
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header") from None
+
+
+def _first(headers: dict[str, list[str]], name: str) -> str | None:
+    values = headers.get(name)
+    return values[0] if values else None
+
+
+def _lookup(identities: IdentityStore, access_key: str) -> Identity:
+    identity = identities.get(access_key)
+    if identity is None:
+        raise S3Error("InvalidAccessKeyId", AWSAccessKeyId=access_key)
+    return identity
+
+
+def _check_skew(request_time: float, now: float) -> None:
+    if abs(now - request_time) > MAX_SKEW_SECONDS:
+        raise S3Error("RequestTimeTooSkewed", RequestTime=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(request_time)),
+                      ServerTime=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+                      MaxAllowedSkewMilliseconds=str(MAX_SKEW_SECONDS * 1000))
+
+
+def _content_length(request: BaseRequest) -> int | None:
+    value = request.headers.get("Content-Length")
+    if value is None:
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise S3Error("InvalidArgument", "Content-Length is not a number.") from None
+    if n < 0:
+        raise S3Error("InvalidArgument", "Content-Length is negative.")
+    return n
+
+
+def _has_body(request: BaseRequest) -> bool:
+    return request.body_exists
+
+
+def _plain_body(request: BaseRequest, expected_sha256: str | None, cont: _Continue):
+    length = _content_length(request)
+    if length == 0 or not _has_body(request):
+        if expected_sha256 is not None and expected_sha256 != sigv4.EMPTY_SHA256:
+            return _EmptyChecked(expected_sha256)
+        return EmptyBody()
+    return PlainBody(request.content, length, expected_sha256, cont)
+
+
+class _EmptyChecked(EmptyBody):
+    wants_sha256 = True
+
+    def __init__(self, expected: str) -> None:
+        self._expected = expected
+
+    def check_sha256(self, hexdigest: str) -> None:
+        if hexdigest != self._expected:
+            raise S3Error("XAmzContentSHA256Mismatch", ClientComputedContentSHA256=self._expected,
+                          S3ComputedContentSHA256=hexdigest)
+
+
+def _body_for_payload(
+    request: BaseRequest, view: RequestView, payload: str, signer: ChunkSigner | None, cont: _Continue
+):
+    if payload in sigv4.STREAMING_MODES:
+        decoded = _first(view.headers, "x-amz-decoded-content-length")
+        length = None
+        if decoded is not None:
+            try:
+                length = int(decoded)
+            except ValueError:
+                raise S3Error("InvalidArgument", "x-amz-decoded-content-length is not a number.") from None
+        elif _content_length(request) is None and request.method == "PUT":
+            raise S3Error("MissingContentLength")
+        use_signer = signer if payload != sigv4.STREAMING_UNSIGNED_TRAILER else None
+        return ChunkedBody(request.content, length, use_signer, payload != sigv4.STREAMING_SIGNED, cont)
+    if payload == sigv4.UNSIGNED_PAYLOAD:
+        return _plain_body(request, None, cont)
+    if len(payload) != 64 or any(c not in "0123456789abcdef" for c in payload):
+        raise S3Error("InvalidArgument", "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-..., or a "
+                      "SHA-256 hex digest.", ArgumentName="x-amz-content-sha256", ArgumentValue=payload)
+    return _plain_body(request, payload, cont)
+
+
+async def authenticate(
+    request: BaseRequest, view: RequestView, identities: IdentityStore, now: float | None = None
+) -> tuple[Identity | None, object]:
+    """(identity or None for anonymous, body). Raises S3Error when a signature is present but wrong."""
+    now = time.time() if now is None else now
+    cont = _Continue(request.writer, request.headers.get("Expect", "").lower() == "100-continue")
+    authorization = _first(view.headers, "authorization")
+    query = dict(view.query_pairs)
+    if authorization is not None:
+        if authorization.startswith(sigv4.ALGORITHM):
+            return _v4_header(request, view, identities, authorization, now, cont)
+        if authorization.startswith("AWS "):
+            return _v2_header(request, view, identities, authorization, now, cont)
+        raise S3Error("InvalidArgument", "Unsupported Authorization Type", ArgumentName="Authorization",
+                      ArgumentValue=authorization.split(" ", 1)[0])
+    if "X-Amz-Algorithm" in query or "X-Amz-Signature" in query:
+        return _v4_query(request, view, identities, query, now, cont)
+    if "Signature" in query and "AWSAccessKeyId" in query:
+        return _v2_query(request, view, identities, query, now, cont)
+    payload = _first(view.headers, "x-amz-content-sha256") or sigv4.UNSIGNED_PAYLOAD
+    return None, _body_for_payload(request, view, payload, None, cont)
+
+
+def _v4_header(request, view: RequestView, identities, authorization: str, now: float, cont):
+    try:
+        parsed = sigv4.parse_authorization(authorization)
+    except ValueError as exc:
+        raise S3Error("AuthorizationHeaderMalformed", f"The authorization header is malformed; {exc}.") from None
+    identity = _lookup(identities, parsed.access_key)
+    amz_date = _first(view.headers, "x-amz-date")
+    if amz_date is None:
+        date_header = _first(view.headers, "date")
+        if date_header is None:
+            raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
+        request_time = _parse_any_date(date_header)
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(request_time))
+    else:
+        try:
+            request_time = parse_amz_date(amz_date)
+        except ValueError:
+            raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header") from None
+    _check_skew(request_time, now)
+    if parsed.scope.date != amz_date[:8]:
+        raise S3Error("AuthorizationHeaderMalformed", f"The authorization header is malformed; Invalid credential "
+                      f"date \"{parsed.scope.date}\". This date is not the same as X-Amz-Date: \"{amz_date[:8]}\".")
+    if "host" not in parsed.signed_headers:
+        raise S3Error("AccessDenied", "The host header must be signed.")
+    payload = _first(view.headers, "x-amz-content-sha256")
+    if payload is None:
+        raise S3Error("InvalidRequest", "Missing required header for this request: x-amz-content-sha256")
+    canonical = sigv4.canonical_request(
+        view.method, view.path, view.query_pairs, view.headers, parsed.signed_headers, payload
+    )
+    key = sigv4.signing_key(identity.secret_key, parsed.scope.date, parsed.scope.region, parsed.scope.service)
+    expected = sigv4.sign(key, sigv4.string_to_sign(amz_date, parsed.scope, canonical))
+    if not sigv4.signatures_match(expected, parsed.signature):
+        raise S3Error("SignatureDoesNotMatch", AWSAccessKeyId=parsed.access_key)
+    signer = ChunkSigner(key, amz_date, parsed.scope, expected)
+    return identity, _body_for_payload(request, view, payload, signer, cont)
+
+
+def _v4_query(request, view: RequestView, identities, query: dict[str, str], now: float, cont):
+    if query.get("X-Amz-Algorithm") != sigv4.ALGORITHM:
+        raise S3Error("AuthorizationQueryParametersError", "X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\"")
+    try:
+        access_key, scope = sigv4.parse_credential(query["X-Amz-Credential"])
+        amz_date = query["X-Amz-Date"]
+        request_time = parse_amz_date(amz_date)
+        expires = int(query["X-Amz-Expires"])
+        signed_headers = query["X-Amz-SignedHeaders"].split(";")
+        signature = query["X-Amz-Signature"]
+    except (KeyError, ValueError):
+        raise S3Error("AuthorizationQueryParametersError", "Query-string authentication version 4 requires the "
+                      "X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and "
+                      "X-Amz-Expires parameters.") from None
+    if expires < 0:
+        raise S3Error("AuthorizationQueryParametersError", "X-Amz-Expires must be non-negative")
+    if expires > MAX_PRESIGN_SECONDS:
+        raise S3Error("AuthorizationQueryParametersError",
+                      "X-Amz-Expires must be less than a week (in seconds) that is; 604800")
+    identity = _lookup(identities, access_key)
+    if request_time - now > MAX_SKEW_SECONDS:
+        raise S3Error("AccessDenied", "Request is not valid yet")
+    if now > request_time + expires:
+        raise S3Error("AccessDenied", "Request has expired", Expires=time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(request_time + expires)), ServerTime=time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)))
+    if scope.date != amz_date[:8]:
+        raise S3Error("AuthorizationQueryParametersError", "Invalid credential date.")
+    payload = (query.get("X-Amz-Content-Sha256") or _first(view.headers, "x-amz-content-sha256")
+               or sigv4.UNSIGNED_PAYLOAD)
+    canonical = sigv4.canonical_request(
+        view.method, view.path, view.query_pairs, view.headers, signed_headers,
+        payload if payload in (sigv4.UNSIGNED_PAYLOAD,) or len(payload) == 64 else sigv4.UNSIGNED_PAYLOAD,
+        skip_query="X-Amz-Signature",
+    )
+    key = sigv4.signing_key(identity.secret_key, scope.date, scope.region, scope.service)
+    expected = sigv4.sign(key, sigv4.string_to_sign(amz_date, scope, canonical))
+    if not sigv4.signatures_match(expected, signature):
+        raise S3Error("SignatureDoesNotMatch", AWSAccessKeyId=access_key)
+    return identity, _body_for_payload(request, view, payload, None, cont)
+
+
+def _v2_header(request, view: RequestView, identities, authorization: str, now: float, cont):
+    credentials = authorization[4:].strip()
+    access_key, sep, signature = credentials.rpartition(":")
+    if not sep or not access_key:
+        raise S3Error("InvalidArgument", "AWS authorization header is invalid.  Expected AwsAccessKeyId:signature")
+    identity = _lookup(identities, access_key)
+    amz_date = _first(view.headers, "x-amz-date")
+    date_header = _first(view.headers, "date")
+    if amz_date is None and date_header is None:
+        raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
+    _check_skew(_parse_any_date(amz_date or date_header or ""), now)
+    resource = sigv2.canonical_resource(view.bucket_from_host, view.raw_path, view.query_pairs)
+    text = sigv2.string_to_sign(view.method, view.headers, "" if amz_date else (date_header or ""), resource)
+    if not sigv4.signatures_match(sigv2.sign(identity.secret_key, text), signature):
+        raise S3Error("SignatureDoesNotMatch", AWSAccessKeyId=access_key, StringToSign=text)
+    return identity, _plain_body(request, None, cont)
+
+
+def _v2_query(request, view: RequestView, identities, query: dict[str, str], now: float, cont):
+    identity = _lookup(identities, query["AWSAccessKeyId"])
+    try:
+        expires = int(query.get("Expires", ""))
+    except ValueError:
+        raise S3Error("AccessDenied", "Query-string authentication requires the Expires parameter") from None
+    if now > expires:
+        raise S3Error("AccessDenied", "Request has expired")
+    pairs = [(k, v) for k, v in view.query_pairs if k not in ("Signature", "AWSAccessKeyId", "Expires")]
+    resource = sigv2.canonical_resource(view.bucket_from_host, view.raw_path, pairs)
+    text = sigv2.string_to_sign(view.method, view.headers, str(expires), resource)
+    if not sigv4.signatures_match(sigv2.sign(identity.secret_key, text), query["Signature"]):
+        raise S3Error("SignatureDoesNotMatch", AWSAccessKeyId=identity.access_key)
+    return identity, _plain_body(request, None, cont)

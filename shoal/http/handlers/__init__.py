@@ -1,0 +1,5 @@
+"""One module per family of S3 operations; each exposes ``HANDLERS``: operation name -> coroutine."""
+
+from shoal.http.handlers import buckets, defaults, multipart, objects
+
+HANDLERS = {**defaults.HANDLERS, **buckets.HANDLERS, **objects.HANDLERS, **multipart.HANDLERS}

@@ -1,0 +1,205 @@
+"""HTTP side of bucket operations and listings."""
+
+from __future__ import annotations
+
+import base64
+from urllib.parse import quote
+
+from aiohttp import web
+
+from shoal.errors import S3Error
+from shoal.http import xml
+from shoal.http.app import S3Request, xml_response
+from shoal.s3 import listing
+from shoal.s3.service import S3Service
+from shoal.storage.records import ObjectRecord
+
+
+def _owner(user_id: str, svc: S3Service) -> str:
+    name = user_id
+    for identity in svc.identities.all():
+        if identity.user_id == user_id:
+            name = identity.display_name
+            break
+    return "<Owner>" + xml.el("ID", user_id) + xml.el("DisplayName", name) + "</Owner>"
+
+
+async def list_buckets(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    buckets = svc.list_buckets(req.identity)
+    assert req.identity is not None
+    inner = _owner(req.identity.user_id, svc) + "<Buckets>"
+    inner += "".join(
+        "<Bucket>" + xml.el("Name", b.name) + xml.el("CreationDate", xml.iso8601(b.created))
+        + xml.el("BucketRegion", b.region) + "</Bucket>"
+        for b in buckets
+    )
+    return xml_response("ListAllMyBucketsResult", inner + "</Buckets>")
+
+
+async def create_bucket(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket
+    body = await req.read_body()
+    location = None
+    if body.strip():
+        root = xml.parse(body)
+        if root.tag != "CreateBucketConfiguration":
+            raise S3Error("MalformedXML")
+        location = xml.child_text(root, "LocationConstraint") or None
+    await svc.create_bucket(req.identity, req.bucket, location)
+    return web.Response(status=200, headers={"Location": f"/{req.bucket}"})
+
+
+async def head_bucket(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket
+    bucket = svc.bucket(req.identity, req.bucket, "s3:ListBucket")
+    return web.Response(status=200, headers={"x-amz-bucket-region": bucket.region})
+
+
+async def delete_bucket(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket
+    await svc.delete_bucket(req.identity, req.bucket)
+    return web.Response(status=204)
+
+
+async def get_bucket_location(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket
+    bucket = svc.bucket(req.identity, req.bucket, "s3:GetBucketLocation")
+    region = "" if bucket.region == "us-east-1" else bucket.region
+    return web.Response(body=xml.document("LocationConstraint", xml.esc(region)), content_type="application/xml")
+
+
+# -- listings -----------------------------------------------------------------------------------------------
+
+
+def _encoder(req: S3Request):
+    encoding = req.query.get("encoding-type")
+    if encoding is None:
+        return xml.esc
+    if encoding.lower() != "url":
+        raise S3Error("InvalidArgument", "Invalid Encoding Method specified in Request",
+                      ArgumentName="encoding-type", ArgumentValue=encoding)
+    return lambda value: xml.esc(quote(str(value), safe="/"))
+
+
+def _contents(record: ObjectRecord, enc, owner: str | None) -> str:
+    return (
+        "<Contents>" + f"<Key>{enc(record.key)}</Key>" + xml.el("LastModified", xml.iso8601(record.last_modified))
+        + xml.el("ETag", f'"{record.etag}"') + xml.el("Size", record.size)
+        + xml.el("StorageClass", record.meta.get("sc", "STANDARD"))
+        + (owner or "")
+        + "".join(xml.el("ChecksumAlgorithm", a) for a in record.meta.get("ck", {}))
+        + (xml.el("ChecksumType", record.meta["ckt"]) if record.meta.get("ck") else "")
+        + "</Contents>"
+    )
+
+
+def _prefixes(prefixes: list[str], enc) -> str:
+    return "".join(f"<CommonPrefixes><Prefix>{enc(p)}</Prefix></CommonPrefixes>" for p in prefixes)
+
+
+async def list_objects(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket
+    q = req.query
+    enc = _encoder(req)
+    prefix, delimiter, marker = q.get("prefix", ""), q.get("delimiter", ""), q.get("marker", "")
+    max_keys = listing.parse_max_keys(q.get("max-keys"))
+    page = listing.list_objects(svc, req.identity, req.bucket, prefix, delimiter, marker, max_keys)
+    inner = xml.el("Name", req.bucket) + f"<Prefix>{enc(prefix)}</Prefix>" + f"<Marker>{enc(marker)}</Marker>"
+    inner += xml.el("MaxKeys", max_keys)
+    if delimiter:
+        inner += f"<Delimiter>{enc(delimiter)}</Delimiter>"
+    inner += xml.el("IsTruncated", "true" if page.truncated else "false")
+    if page.truncated and delimiter and page.last is not None:
+        inner += f"<NextMarker>{enc(page.last)}</NextMarker>"
+    if "encoding-type" in q:
+        inner += xml.el("EncodingType", "url")
+    inner += "".join(_contents(r, enc, _owner(r.meta.get("o", ""), svc)) for r in page.contents)
+    inner += _prefixes(page.prefixes, enc)
+    return xml_response("ListBucketResult", inner)
+
+
+def _token_encode(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode("utf-8", "surrogatepass")).decode()
+
+
+def _token_decode(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode("utf-8", "surrogatepass")
+    except ValueError:
+        raise S3Error("InvalidArgument", "The continuation token provided is incorrect",
+                      ArgumentName="continuation-token") from None
+
+
+async def list_objects_v2(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket
+    q = req.query
+    enc = _encoder(req)
+    prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
+    start_after = q.get("start-after", "")
+    token = q.get("continuation-token")
+    if token is not None and token == "":
+        raise S3Error("InvalidArgument", "The continuation token provided is incorrect",
+                      ArgumentName="continuation-token")
+    after = _token_decode(token) if token is not None else start_after
+    max_keys = listing.parse_max_keys(q.get("max-keys"))
+    fetch_owner = q.get("fetch-owner", "").lower() == "true"
+    page = listing.list_objects(svc, req.identity, req.bucket, prefix, delimiter, after, max_keys)
+    inner = xml.el("Name", req.bucket) + f"<Prefix>{enc(prefix)}</Prefix>"
+    if start_after:
+        inner += f"<StartAfter>{enc(start_after)}</StartAfter>"
+    if token is not None:
+        inner += xml.el("ContinuationToken", token)
+    inner += xml.el("KeyCount", len(page.contents) + len(page.prefixes)) + xml.el("MaxKeys", max_keys)
+    if delimiter:
+        inner += f"<Delimiter>{enc(delimiter)}</Delimiter>"
+    inner += xml.el("IsTruncated", "true" if page.truncated else "false")
+    if page.truncated and page.last is not None:
+        inner += xml.el("NextContinuationToken", _token_encode(page.last))
+    if "encoding-type" in q:
+        inner += xml.el("EncodingType", "url")
+    inner += "".join(
+        _contents(r, enc, _owner(r.meta.get("o", ""), svc) if fetch_owner else None) for r in page.contents
+    )
+    inner += _prefixes(page.prefixes, enc)
+    return xml_response("ListBucketResult", inner)
+
+
+async def list_object_versions(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    """The unversioned form: every current object is its own only ("null") version."""
+    assert req.bucket
+    q = req.query
+    enc = _encoder(req)
+    prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
+    key_marker = q.get("key-marker", "")
+    max_keys = listing.parse_max_keys(q.get("max-keys"))
+    page = listing.list_objects(svc, req.identity, req.bucket, prefix, delimiter, key_marker, max_keys)
+    inner = xml.el("Name", req.bucket) + f"<Prefix>{enc(prefix)}</Prefix>" + f"<KeyMarker>{enc(key_marker)}</KeyMarker>"
+    inner += xml.el("VersionIdMarker", q.get("version-id-marker", "")) + xml.el("MaxKeys", max_keys)
+    if delimiter:
+        inner += f"<Delimiter>{enc(delimiter)}</Delimiter>"
+    inner += xml.el("IsTruncated", "true" if page.truncated else "false")
+    if page.truncated and page.last is not None:
+        inner += f"<NextKeyMarker>{enc(page.last)}</NextKeyMarker>" + xml.el("NextVersionIdMarker", "null")
+    if "encoding-type" in q:
+        inner += xml.el("EncodingType", "url")
+    for r in page.contents:
+        inner += (
+            "<Version>" + f"<Key>{enc(r.key)}</Key>" + xml.el("VersionId", r.version_id) + xml.el("IsLatest", "true")
+            + xml.el("LastModified", xml.iso8601(r.last_modified)) + xml.el("ETag", f'"{r.etag}"')
+            + xml.el("Size", r.size) + xml.el("StorageClass", r.meta.get("sc", "STANDARD"))
+            + _owner(r.meta.get("o", ""), svc) + "</Version>"
+        )
+    inner += _prefixes(page.prefixes, enc)
+    return xml_response("ListVersionsResult", inner)
+
+
+HANDLERS = {
+    "ListBuckets": list_buckets,
+    "CreateBucket": create_bucket,
+    "HeadBucket": head_bucket,
+    "DeleteBucket": delete_bucket,
+    "GetBucketLocation": get_bucket_location,
+    "ListObjects": list_objects,
+    "ListObjectsV2": list_objects_v2,
+    "ListObjectVersions": list_object_versions,
+}

@@ -1,0 +1,187 @@
+"""HTTP side of multipart uploads."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from aiohttp import web
+
+from shoal.errors import S3Error
+from shoal.http import xml
+from shoal.http.app import S3Request, xml_response
+from shoal.http.handlers.objects import checksum_headers, checksum_request, copy_source, object_attributes
+from shoal.s3 import checksums, multipart
+from shoal.s3.listing import parse_max_keys
+from shoal.s3.service import S3Service
+
+
+async def create_multipart_upload(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket and req.key
+    await req.read_body(0)
+    algorithm = req.headers.get("x-amz-checksum-algorithm")
+    if algorithm is not None:
+        algorithm = algorithm.strip().upper()
+        if algorithm not in checksums.ALGORITHMS:
+            raise S3Error("InvalidRequest", f"Checksum algorithm provided is unsupported: {algorithm}")
+    upload = await multipart.create_upload(
+        svc, req.identity, req.bucket, req.key, object_attributes(req), algorithm,
+        req.headers.get("x-amz-checksum-type"),
+    )
+    inner = xml.el("Bucket", req.bucket) + xml.el("Key", req.key) + xml.el("UploadId", upload.upload_id)
+    headers = {}
+    if algorithm:
+        headers = {"x-amz-checksum-algorithm": algorithm, "x-amz-checksum-type": upload.meta["ckt"]}
+    return xml_response("InitiateMultipartUploadResult", inner, headers=headers)
+
+
+async def upload_part(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket and req.key
+    number = multipart.check_part_number(req.query.get("partNumber"))
+    checksum = checksum_request(req)
+    part = await multipart.upload_part(
+        svc, req.identity, req.bucket, req.key, req.query["uploadId"], number, req.body,  # type: ignore[arg-type]
+        checksum, req.header("Content-MD5"),
+    )
+    headers = {"ETag": f'"{part.etag}"'}
+    if checksum.algorithm:
+        headers.update(checksum_headers({checksum.algorithm: part.checksums[checksum.algorithm]}))
+    return web.Response(status=200, headers=headers)
+
+
+async def upload_part_copy(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket and req.key
+    number = multipart.check_part_number(req.query.get("partNumber"))
+    await req.read_body(0)
+    part = await multipart.upload_part_copy(
+        svc, req.identity, req.bucket, req.key, req.query["uploadId"], number, copy_source(req),
+        req.headers.get("x-amz-copy-source-range"),
+    )
+    inner = xml.el("LastModified", xml.iso8601(part.last_modified)) + xml.el("ETag", f'"{part.etag}"')
+    return xml_response("CopyPartResult", inner)
+
+
+async def complete_multipart_upload(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket and req.key
+    root = xml.parse(await req.read_body())
+    if root.tag != "CompleteMultipartUpload":
+        raise S3Error("MalformedXML")
+    parts = []
+    for node in root.findall("Part"):
+        number_text = xml.child_text(node, "PartNumber")
+        etag = xml.child_text(node, "ETag")
+        if number_text is None or etag is None:
+            raise S3Error("MalformedXML")
+        try:
+            number = int(number_text)
+        except ValueError:
+            raise S3Error("MalformedXML") from None
+        values = {}
+        for algorithm in checksums.ALGORITHMS:
+            value = xml.child_text(node, f"Checksum{algorithm}")
+            if value:
+                values[algorithm] = value
+        parts.append(multipart.CompletedPart(number, etag, values))
+    full = None
+    for algorithm in checksums.ALGORITHMS:
+        value = req.headers.get(checksums.HEADER_FOR[algorithm])
+        if value:
+            full = (algorithm, value)
+    record = await multipart.complete_upload(
+        svc, req.identity, req.bucket, req.key, req.query["uploadId"], parts, full,
+        req.headers.get("x-amz-checksum-type"),
+        if_match=req.header("If-Match"), if_none_match=req.header("If-None-Match"),
+    )
+    location = f"http://{req.headers.get('Host', 'localhost')}/{req.bucket}/{quote(req.key)}"
+    inner = xml.el("Location", location) + xml.el("Bucket", req.bucket) + xml.el("Key", req.key)
+    inner += xml.el("ETag", f'"{record.etag}"')
+    for algorithm, value in record.meta.get("ck", {}).items():
+        inner += xml.el(f"Checksum{algorithm}", value)
+    if record.meta.get("ck"):
+        inner += xml.el("ChecksumType", record.meta.get("ckt"))
+    return xml_response("CompleteMultipartUploadResult", inner)
+
+
+async def abort_multipart_upload(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket and req.key
+    await multipart.abort_upload(svc, req.identity, req.bucket, req.key, req.query["uploadId"])
+    return web.Response(status=204)
+
+
+def _int_param(req: S3Request, name: str, default: int) -> int:
+    value = req.query.get(name)
+    if value is None:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise S3Error("InvalidArgument", f"Provided {name} not an integer or within integer range",
+                      ArgumentName=name, ArgumentValue=value) from None
+    if n < 0:
+        raise S3Error("InvalidArgument", f"Argument {name} must be an integer between 0 and 2147483647",
+                      ArgumentName=name, ArgumentValue=value)
+    return n
+
+
+async def list_parts(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket and req.key
+    marker = _int_param(req, "part-number-marker", 0)
+    max_parts = min(_int_param(req, "max-parts", 1000), 1000)
+    upload, parts, truncated = multipart.list_parts(
+        svc, req.identity, req.bucket, req.key, req.query["uploadId"], marker, max_parts
+    )
+    owner = upload.meta.get("o", "")
+    inner = xml.el("Bucket", req.bucket) + xml.el("Key", req.key) + xml.el("UploadId", upload.upload_id)
+    inner += "<Initiator>" + xml.el("ID", owner) + "</Initiator><Owner>" + xml.el("ID", owner) + "</Owner>"
+    inner += xml.el("StorageClass", upload.meta.get("sc", "STANDARD"))
+    inner += xml.el("PartNumberMarker", marker)
+    if parts:
+        inner += xml.el("NextPartNumberMarker", parts[-1].number)
+    inner += xml.el("MaxParts", max_parts) + xml.el("IsTruncated", "true" if truncated else "false")
+    if upload.meta.get("cka"):
+        inner += xml.el("ChecksumAlgorithm", upload.meta["cka"]) + xml.el("ChecksumType", upload.meta["ckt"])
+    algorithm = upload.meta.get("cka")
+    for p in parts:
+        inner += "<Part>" + xml.el("PartNumber", p.number) + xml.el("LastModified", xml.iso8601(p.last_modified))
+        inner += xml.el("ETag", f'"{p.etag}"') + xml.el("Size", p.size)
+        if algorithm and algorithm in p.checksums:
+            inner += xml.el(f"Checksum{algorithm}", p.checksums[algorithm])
+        inner += "</Part>"
+    return xml_response("ListPartsResult", inner)
+
+
+async def list_multipart_uploads(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket
+    q = req.query
+    prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
+    key_marker, id_marker = q.get("key-marker", ""), q.get("upload-id-marker", "")
+    limit = parse_max_keys(q.get("max-uploads"))
+    page = multipart.list_uploads(svc, req.identity, req.bucket, prefix, delimiter, key_marker, id_marker, limit)
+    inner = xml.el("Bucket", req.bucket) + xml.el("KeyMarker", key_marker) + xml.el("UploadIdMarker", id_marker)
+    if page.uploads:
+        last = page.uploads[-1]
+        inner += xml.el("NextKeyMarker", last.key) + xml.el("NextUploadIdMarker", last.upload_id)
+    inner += xml.el("Prefix", prefix)
+    if delimiter:
+        inner += xml.el("Delimiter", delimiter)
+    inner += xml.el("MaxUploads", limit) + xml.el("IsTruncated", "true" if page.truncated else "false")
+    for u in page.uploads:
+        owner = u.meta.get("o", "")
+        inner += "<Upload>" + xml.el("Key", u.key) + xml.el("UploadId", u.upload_id)
+        inner += "<Initiator>" + xml.el("ID", owner) + "</Initiator><Owner>" + xml.el("ID", owner) + "</Owner>"
+        inner += xml.el("StorageClass", u.meta.get("sc", "STANDARD")) + xml.el("Initiated", xml.iso8601(u.initiated))
+        if u.meta.get("cka"):
+            inner += xml.el("ChecksumAlgorithm", u.meta["cka"]) + xml.el("ChecksumType", u.meta["ckt"])
+        inner += "</Upload>"
+    inner += "".join(f"<CommonPrefixes>{xml.el('Prefix', p)}</CommonPrefixes>" for p in page.prefixes)
+    return xml_response("ListMultipartUploadsResult", inner)
+
+
+HANDLERS = {
+    "CreateMultipartUpload": create_multipart_upload,
+    "UploadPart": upload_part,
+    "UploadPartCopy": upload_part_copy,
+    "CompleteMultipartUpload": complete_multipart_upload,
+    "AbortMultipartUpload": abort_multipart_upload,
+    "ListParts": list_parts,
+    "ListMultipartUploads": list_multipart_uploads,
+}

@@ -1,0 +1,353 @@
+"""HTTP side of object operations: headers in, headers and bytes out (zero-copy sendfile for stored blobs)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from shoal.errors import S3Error
+from shoal.http import xml
+from shoal.http.app import S3Request, xml_response
+from shoal.s3 import checksums, objects
+from shoal.s3.conditions import Conditions, parse_http_date
+from shoal.s3.objects import ChecksumRequest, CopySource, ObjectAttributes, Piece
+from shoal.s3.service import S3Service
+from shoal.storage.records import ObjectRecord
+
+log = logging.getLogger(__name__)
+
+CONTENT_HEADERS = ("Content-Encoding", "Content-Disposition", "Content-Language", "Cache-Control", "Expires")
+RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
+
+
+# -- request parsing ----------------------------------------------------------------------------------------
+
+
+def object_attributes(req: S3Request) -> ObjectAttributes:
+    h = req.headers
+    headers: dict[str, str] = {}
+    for name in CONTENT_HEADERS:
+        value = h.get(name)
+        if value is not None:
+            headers[name] = value
+    encoding = headers.get("Content-Encoding")
+    if encoding is not None:
+        # aws-chunked describes the transfer, not the object: S3 does not store it.
+        kept = [e.strip() for e in encoding.split(",") if e.strip() and e.strip().lower() != "aws-chunked"]
+        if kept:
+            headers["Content-Encoding"] = ",".join(kept)
+        else:
+            del headers["Content-Encoding"]
+    user: dict[str, str] = {}
+    for name, value in h.items():
+        low = name.lower()
+        if low.startswith("x-amz-meta-"):
+            meta_name = low[len("x-amz-meta-"):]
+            user[meta_name] = f"{user[meta_name]},{value}" if meta_name in user else value
+    return ObjectAttributes(
+        content_type=h.get("Content-Type"),
+        headers=headers,
+        user=user,
+        storage_class=h.get("x-amz-storage-class", "STANDARD"),
+    )
+
+
+def checksum_request(req: S3Request) -> ChecksumRequest:
+    h = req.headers
+    present = [(a, h[checksums.HEADER_FOR[a]]) for a in checksums.ALGORITHMS if checksums.HEADER_FOR[a] in h]
+    if len(present) > 1:
+        raise S3Error("InvalidRequest", "Expecting a single x-amz-checksum- header. Multiple checksum Types are "
+                      "not allowed.")
+    trailer = h.get("x-amz-trailer")
+    if trailer:
+        name = trailer.strip().lower()
+        for algorithm, header in checksums.HEADER_FOR.items():
+            if header == name:
+                return ChecksumRequest(algorithm, None, in_trailer=True)
+        raise S3Error("InvalidRequest", f"The value specified in the x-amz-trailer header is not supported: {trailer}")
+    if present:
+        return ChecksumRequest(present[0][0], present[0][1])
+    sdk = h.get("x-amz-sdk-checksum-algorithm") or h.get("x-amz-checksum-algorithm")
+    if sdk:
+        algorithm = sdk.strip().upper()
+        if algorithm not in checksums.ALGORITHMS:
+            raise S3Error("InvalidRequest", f"Value for x-amz-sdk-checksum-algorithm header is invalid: {sdk}")
+        return ChecksumRequest(algorithm)
+    return ChecksumRequest()
+
+
+def conditions(req: S3Request, prefix: str = "") -> Conditions:
+    h = req.headers
+    return Conditions(
+        if_match=h.get(f"{prefix}If-Match"),
+        if_none_match=h.get(f"{prefix}If-None-Match"),
+        if_modified_since=parse_http_date(h.get(f"{prefix}If-Modified-Since")),
+        if_unmodified_since=parse_http_date(h.get(f"{prefix}If-Unmodified-Since")),
+    )
+
+
+def copy_source(req: S3Request) -> CopySource:
+    bucket, key, version_id = objects.parse_copy_source(req.headers["x-amz-copy-source"])
+    return CopySource(bucket, key, version_id, conditions(req, "x-amz-copy-source-"))
+
+
+# -- response headers ---------------------------------------------------------------------------------------
+
+
+def object_headers(record: ObjectRecord, with_checksums: bool) -> dict[str, str]:
+    meta = record.meta
+    headers = {
+        "ETag": f'"{record.etag}"',
+        "Last-Modified": xml.http_date(record.last_modified),
+        "Accept-Ranges": "bytes",
+        "Content-Type": meta.get("ct") or "binary/octet-stream",
+    }
+    headers.update(meta.get("h", {}))
+    for name, value in meta.get("u", {}).items():
+        headers[f"x-amz-meta-{name}"] = value
+    if "sc" in meta:
+        headers["x-amz-storage-class"] = meta["sc"]
+    if with_checksums and meta.get("ck"):
+        for algorithm, value in meta["ck"].items():
+            headers[checksums.HEADER_FOR[algorithm]] = value
+        headers["x-amz-checksum-type"] = meta.get("ckt", "FULL_OBJECT")
+    return headers
+
+
+def checksum_headers(values: dict[str, str], kind: str | None = None) -> dict[str, str]:
+    headers = {checksums.HEADER_FOR[a]: v for a, v in values.items()}
+    if values and kind:
+        headers["x-amz-checksum-type"] = kind
+    return headers
+
+
+# -- handlers -----------------------------------------------------------------------------------------------
+
+
+async def put_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket and req.key
+    checksum = checksum_request(req)
+    record = await objects.put_object(
+        svc, req.identity, req.bucket, req.key, req.body, object_attributes(req), checksum,  # type: ignore[arg-type]
+        req.header("Content-MD5"), if_match=req.header("If-Match"), if_none_match=req.header("If-None-Match"),
+    )
+    headers = {"ETag": f'"{record.etag}"'}
+    if checksum.algorithm:
+        headers.update(checksum_headers({checksum.algorithm: record.meta["ck"][checksum.algorithm]}, "FULL_OBJECT"))
+    return web.Response(status=200, headers=headers)
+
+
+async def copy_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket and req.key
+    directive = req.headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", "Unknown metadata directive.", ArgumentName="x-amz-metadata-directive",
+                      ArgumentValue=directive)
+    await req.read_body(0)
+    algorithm = req.headers.get("x-amz-checksum-algorithm")
+    record = await objects.copy_object(
+        svc, req.identity, req.bucket, req.key, copy_source(req), directive == "REPLACE", object_attributes(req),
+        algorithm.upper() if algorithm else None,
+        if_match=req.header("If-Match"), if_none_match=req.header("If-None-Match"),
+    )
+    inner = xml.el("LastModified", xml.iso8601(record.last_modified)) + xml.el("ETag", f'"{record.etag}"')
+    for name, value in record.meta.get("ck", {}).items():
+        inner += xml.el(f"Checksum{name}", value)
+    return xml_response("CopyObjectResult", inner)
+
+
+async def _open_pieces(svc: S3Service, record: ObjectRecord, pieces: list[Piece]):
+    files = []
+    try:
+        for piece in pieces:
+            files.append(None if piece.blob_id is None else svc.storage.blobs.open(piece.blob_id))
+    except BaseException:
+        for f in files:
+            if f is not None:
+                f.close()
+        raise
+    return files
+
+
+async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket and req.key
+    q = req.query
+    part_number = q.get("partNumber")
+    for attempt in range(5):
+        record = objects.head_object(svc, req.identity, req.bucket, req.key, conditions(req))
+        status = 200
+        headers = object_headers(record, req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED")
+        start, length = 0, record.size
+        if part_number is not None:
+            from shoal.s3.multipart import check_part_number
+
+            start, length = objects.part_range(record, check_part_number(part_number))
+            count = objects.parts_count(record)
+            if count is not None:
+                headers["x-amz-mp-parts-count"] = str(count)
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{record.size}" if length else \
+                    f"bytes */{record.size}"
+        else:
+            parsed = objects.parse_range(req.headers.get("Range"), record.size)
+            if parsed is not None:
+                start, length = parsed
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{record.size}"
+        if status == 206:
+            for algorithm in checksums.ALGORITHMS:
+                headers.pop(checksums.HEADER_FOR[algorithm], None)
+            headers.pop("x-amz-checksum-type", None)
+        for param, header in RESPONSE_OVERRIDES.items():
+            if param in q:
+                headers[header] = q[param]
+        pieces = objects.plan_read(record, start, length) if req.method == "GET" else []
+        try:
+            files = await _open_pieces(svc, record, pieces)
+            break
+        except FileNotFoundError:
+            # Overwritten between reading metadata and opening its blob: read the new version instead.
+            if attempt == 4:
+                raise
+    headers.update(req.response_headers)
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = length
+    try:
+        await response.prepare(req.http)
+        if req.method == "HEAD":
+            return response
+        await _send_pieces(req, response, record, pieces, files)
+        await response.write_eof()
+    except (ConnectionResetError, ConnectionError):
+        pass
+    finally:
+        for f in files:
+            if f is not None:
+                f.close()
+    return response
+
+
+async def _send_pieces(req: S3Request, response: web.StreamResponse, record: ObjectRecord, pieces, files) -> None:
+    loop = asyncio.get_running_loop()
+    for piece, f in zip(pieces, files, strict=True):
+        if f is None:
+            assert record.inline is not None
+            await response.write(record.inline[piece.offset : piece.offset + piece.length])
+            continue
+        transport = req.http.transport
+        if transport is None:
+            raise ConnectionResetError
+        try:
+            await loop.sendfile(transport, f, piece.offset, piece.length)
+        except NotImplementedError:
+            offset, left = piece.offset, piece.length
+            while left > 0:
+                chunk = await loop.run_in_executor(None, _pread, f, min(left, 1 << 20), offset)
+                if not chunk:
+                    raise OSError("blob shorter than its metadata")
+                await response.write(chunk)
+                offset += len(chunk)
+                left -= len(chunk)
+
+
+def _pread(f, n: int, offset: int) -> bytes:
+    import os
+
+    return os.pread(f.fileno(), n, offset)
+
+
+async def head_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    return await get_object(svc, req)
+
+
+async def delete_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket and req.key
+    await objects.delete_object(svc, req.identity, req.bucket, req.key)
+    return web.Response(status=204)
+
+
+async def delete_objects(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket
+    root = xml.parse(await req.read_body())
+    if root.tag != "Delete":
+        raise S3Error("MalformedXML")
+    quiet = (xml.child_text(root, "Quiet") or "").strip().lower() == "true"
+    keys: list[tuple[str, str | None]] = []
+    for node in root.findall("Object"):
+        key = xml.child_text(node, "Key")
+        if key is None:
+            raise S3Error("MalformedXML")
+        keys.append((key, xml.child_text(node, "VersionId")))
+    if not keys or len(keys) > 1000:
+        raise S3Error("MalformedXML")
+    outcomes = await objects.delete_objects(svc, req.identity, req.bucket, keys)
+    parts = []
+    for outcome in outcomes:
+        if outcome.error is not None:
+            parts.append("<Error>" + xml.el("Key", outcome.key) + xml.el("Code", outcome.error.code)
+                         + xml.el("Message", outcome.error.message) + "</Error>")
+        elif not quiet:
+            version = xml.el("VersionId", outcome.version_id) if outcome.version_id else ""
+            parts.append("<Deleted>" + xml.el("Key", outcome.key) + version + "</Deleted>")
+    return xml_response("DeleteResult", "".join(parts))
+
+
+ATTRIBUTE_NAMES = {"ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"}
+
+
+async def get_object_attributes(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    assert req.bucket and req.key
+    wanted = {a.strip() for a in req.headers.get("x-amz-object-attributes", "").split(",") if a.strip()}
+    if not wanted or not wanted <= ATTRIBUTE_NAMES:
+        raise S3Error("InvalidArgument", "Invalid attribute name specified.")
+    record = objects.head_object(svc, req.identity, req.bucket, req.key, conditions(req))
+    meta = record.meta
+    inner = ""
+    if "ETag" in wanted:
+        inner += xml.el("ETag", record.etag)
+    if "Checksum" in wanted and meta.get("ck"):
+        inner += "<Checksum>" + "".join(xml.el(f"Checksum{a}", v) for a, v in meta["ck"].items())
+        inner += xml.el("ChecksumType", meta.get("ckt", "FULL_OBJECT")) + "</Checksum>"
+    if "ObjectParts" in wanted and meta.get("p"):
+        parts = meta["p"]
+        max_parts = int(req.headers.get("x-amz-max-parts", "1000"))
+        marker = int(req.headers.get("x-amz-part-number-marker", "0"))
+        chosen = [(i + 1, p) for i, p in enumerate(parts) if i + 1 > marker][:max_parts]
+        algorithm = next(iter(meta.get("ck", {})), None)
+        inner += "<ObjectParts>" + xml.el("TotalPartsCount", len(parts)) + xml.el("PartNumberMarker", marker)
+        if chosen:
+            inner += xml.el("NextPartNumberMarker", chosen[-1][0])
+        inner += xml.el("MaxParts", max_parts)
+        inner += xml.el("IsTruncated", "true" if chosen and chosen[-1][0] < len(parts) else "false")
+        for number, (size, _etag, value) in chosen:
+            inner += "<Part>" + xml.el("PartNumber", number) + xml.el("Size", size)
+            if algorithm and value:
+                inner += xml.el(f"Checksum{algorithm}", value)
+            inner += "</Part>"
+        inner += "</ObjectParts>"
+    if "StorageClass" in wanted:
+        inner += xml.el("StorageClass", meta.get("sc", "STANDARD"))
+    if "ObjectSize" in wanted:
+        inner += xml.el("ObjectSize", record.size)
+    return xml_response("GetObjectAttributesResponse", inner,
+                        headers={"Last-Modified": xml.http_date(record.last_modified)})
+
+
+HANDLERS = {
+    "PutObject": put_object,
+    "CopyObject": copy_object,
+    "GetObject": get_object,
+    "HeadObject": head_object,
+    "DeleteObject": delete_object,
+    "DeleteObjects": delete_objects,
+    "GetObjectAttributes": get_object_attributes,
+}

@@ -1,0 +1,63 @@
+"""S3's XML: rendering responses (f-strings: ~10x faster than building an ElementTree for a list page)
+and parsing request bodies safely (defusedxml: no entity expansion, no external entities)."""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from email.utils import formatdate
+from xml.sax.saxutils import escape as _escape
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+
+from shoal.errors import S3Error
+
+NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+def esc(value: object) -> str:
+    return _escape(str(value), {'"': "&quot;"})
+
+
+def el(tag: str, value: object) -> str:
+    return f"<{tag}>{esc(value)}</{tag}>"
+
+
+def els(pairs: Iterable[tuple[str, object]]) -> str:
+    return "".join(f"<{t}>{esc(v)}</{t}>" for t, v in pairs if v is not None)
+
+
+def document(root: str, inner: str, *, namespace: bool = True) -> bytes:
+    ns = f' xmlns="{NS}"' if namespace else ""
+    return f"{HEADER}<{root}{ns}>{inner}</{root}>".encode("utf-8", "surrogateescape")
+
+
+def iso8601(epoch: float) -> str:
+    t = time.gmtime(epoch)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{int((epoch % 1) * 1000):03d}Z"
+
+
+def http_date(epoch: float) -> str:
+    return formatdate(epoch, usegmt=True)
+
+
+def parse(body: bytes) -> ET.Element:
+    """Parse a request document; MalformedXML for anything that is not well-formed or is hostile."""
+    if not body.strip():
+        raise S3Error("MalformedXML")
+    try:
+        root = SafeET.fromstring(body)
+    except (ET.ParseError, DefusedXmlException, ValueError):
+        raise S3Error("MalformedXML") from None
+    for node in root.iter():
+        if isinstance(node.tag, str) and "}" in node.tag:
+            node.tag = node.tag.split("}", 1)[1]
+    return root
+
+
+def child_text(node: ET.Element, tag: str) -> str | None:
+    found = node.find(tag)
+    return None if found is None else (found.text or "")

@@ -1,0 +1,152 @@
+"""Taking in an object body: every byte is hashed (MD5 for the ETag, plus any requested checksums) and
+written in the same pass, in bounded buffers.
+
+Small bodies stay in memory and are stored inline in the metadata (one group-committed write, no file).
+Larger ones go to a blob writer; each 1 MiB buffer is hashed and written on a worker thread while the event
+loop receives the next one (hashlib and os.write release the GIL, so this uses both cores).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from shoal.errors import S3Error
+from shoal.s3 import checksums
+from shoal.storage.interfaces import BlobStore, BlobWriter
+
+BUFFER = 1 << 20
+MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB, S3's limit
+
+
+class Body(Protocol):
+    """A request body as the front end hands it over (see shoal.http.body)."""
+
+    length: int | None
+    trailers: dict[str, str]
+    wants_sha256: bool  # the client signed a payload hash: call check_sha256 with the hash of the bytes
+
+    async def read(self) -> bytes: ...  # b"" at the end; raises S3Error on a transport-level failure
+
+    def check_sha256(self, hexdigest: str) -> None: ...
+
+
+@dataclass(slots=True)
+class Ingested:
+    size: int
+    md5: bytes
+    checksums: dict[str, str]  # algorithm -> base64 value, for the algorithms that were asked for
+    inline: bytes | None = None
+    writer: BlobWriter | None = None
+    _finished: bool = field(default=False)
+
+    @property
+    def etag(self) -> str:
+        return self.md5.hex()
+
+    async def finish(self) -> None:
+        """Make the blob durable; after this its id may be committed in metadata."""
+        if self.writer is not None and not self._finished:
+            await asyncio.get_running_loop().run_in_executor(None, self.writer.finish)
+            self._finished = True
+
+    def discard(self, blobs: BlobStore) -> None:
+        if self.writer is not None:
+            if self._finished:
+                blobs.delete(self.writer.blob_id)
+            else:
+                self.writer.abort()
+
+
+class _Hashers:
+    def __init__(self, algorithms: set[str], with_sha256: bool) -> None:
+        self.md5 = hashlib.md5()
+        self.others = {a: checksums.new_hasher(a) for a in algorithms}
+        self.sha256 = None
+        if with_sha256:
+            self.sha256 = self.others.get("SHA256") or hashlib.sha256()
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.md5.update(data)
+        for h in self.others.values():
+            h.update(data)
+        if self.sha256 is not None and "SHA256" not in self.others:
+            self.sha256.update(data)
+
+    def update_and_write(self, data: bytes | memoryview, writer: BlobWriter) -> None:
+        self.update(data)
+        writer.write(data)
+
+
+async def ingest(
+    body: Body,
+    blobs: BlobStore,
+    algorithms: set[str],
+    *,
+    inline_limit: int,
+    max_size: int = MAX_OBJECT_SIZE,
+) -> Ingested:
+    """Read the whole body; raises S3Error (and leaves nothing behind) when it is bad."""
+    hashers = _Hashers(algorithms, body.wants_sha256)
+    loop = asyncio.get_running_loop()
+    buffer = bytearray()
+    size = 0
+    writer: BlobWriter | None = None
+    pending: asyncio.Future | None = None
+    try:
+        if inline_limit < 0:  # the caller needs a blob even for an empty body (multipart parts)
+            writer = await loop.run_in_executor(None, blobs.new_writer)
+        while True:
+            data = await body.read()
+            if not data:
+                break
+            size += len(data)
+            if size > max_size:
+                raise S3Error("EntityTooLarge", MaxSizeAllowed=str(max_size))
+            buffer += data
+            if writer is None and len(buffer) > inline_limit:
+                writer = await loop.run_in_executor(None, blobs.new_writer)
+            if writer is not None and len(buffer) >= BUFFER:
+                if pending is not None:
+                    await pending
+                chunk = bytes(buffer)
+                buffer.clear()
+                pending = loop.run_in_executor(None, hashers.update_and_write, chunk, writer)
+        if pending is not None:
+            await pending
+            pending = None
+        inline = None
+        if writer is None:
+            hashers.update(buffer)
+            inline = bytes(buffer)
+        elif buffer:
+            await loop.run_in_executor(None, hashers.update_and_write, bytes(buffer), writer)
+        if hashers.sha256 is not None:
+            body.check_sha256(hashers.sha256.hexdigest())
+    except BaseException:
+        if pending is not None:
+            try:
+                await pending
+            except Exception:
+                pass
+        if writer is not None:
+            writer.abort()
+        raise
+    values = {a: checksums.b64(h.digest()) for a, h in hashers.others.items()}
+    return Ingested(size=size, md5=hashers.md5.digest(), checksums=values, inline=inline, writer=writer)
+
+
+def check_content_md5(header: str | None, md5: bytes) -> None:
+    if header is None:
+        return
+    try:
+        given = base64.b64decode(header, validate=True)
+    except ValueError:
+        raise S3Error("InvalidDigest") from None
+    if len(given) != 16:
+        raise S3Error("InvalidDigest")
+    if given != md5:
+        raise S3Error("BadDigest", ExpectedDigest=header)

@@ -1,0 +1,342 @@
+"""Multipart uploads. Each part is its own blob; completing an upload only writes metadata that strings the
+parts' blobs together, so no byte is copied again."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from shoal.auth.identities import Identity
+from shoal.errors import S3Error
+from shoal.s3 import checksums
+from shoal.s3.ingest import Body, check_content_md5, ingest
+from shoal.s3.names import check_key
+from shoal.s3.objects import (
+    DEFAULT_CHECKSUM,
+    ChecksumRequest,
+    CopySource,
+    ObjectAttributes,
+    _etag_condition,
+    new_version_id,
+    read_copy_source,
+    read_range_bytes,
+)
+from shoal.s3.service import S3Service
+from shoal.storage.errors import NoSuchUploadError, PreconditionError
+from shoal.storage.records import ObjectRecord, Part, Segment, Upload
+
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PART_NUMBER = 10000
+MAX_PART_SIZE = 5 * 1024**3
+
+
+def _upload(svc: S3Service, identity: Identity | None, bucket: str, key: str, upload_id: str, action: str) -> Upload:
+    svc.bucket(identity, bucket, action)
+    upload = svc.storage.meta.get_upload(bucket, key, upload_id)
+    if upload is None:
+        raise S3Error("NoSuchUpload", UploadId=upload_id)
+    return upload
+
+
+def check_part_number(value: str | int | None) -> int:
+    try:
+        number = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise S3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive",
+                      ArgumentName="partNumber", ArgumentValue=str(value)) from None
+    if not 1 <= number <= MAX_PART_NUMBER:
+        raise S3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive",
+                      ArgumentName="partNumber", ArgumentValue=str(value))
+    return number
+
+
+async def create_upload(
+    svc: S3Service,
+    identity: Identity | None,
+    bucket: str,
+    key: str,
+    attrs: ObjectAttributes,
+    checksum_algorithm: str | None,
+    checksum_type: str | None,
+) -> Upload:
+    svc.bucket(identity, bucket, "s3:PutObject")
+    assert identity is not None
+    check_key(key)
+    attrs.validate()
+    if checksum_type is not None:
+        checksum_type = checksum_type.upper()
+        if checksum_type not in ("COMPOSITE", "FULL_OBJECT"):
+            raise S3Error("InvalidRequest", "The x-amz-checksum-type header must be COMPOSITE or FULL_OBJECT.")
+        if checksum_algorithm is None:
+            raise S3Error("InvalidRequest", "x-amz-checksum-type requires x-amz-checksum-algorithm.")
+    if checksum_algorithm is not None:
+        if checksum_type is None:
+            checksum_type = "FULL_OBJECT" if checksum_algorithm == "CRC64NVME" else "COMPOSITE"
+        if checksum_type == "FULL_OBJECT" and checksum_algorithm not in checksums.CRC_ALGORITHMS:
+            raise S3Error("InvalidRequest", f"The FULL_OBJECT checksum type cannot be used with {checksum_algorithm}.")
+        if checksum_type == "COMPOSITE" and checksum_algorithm == "CRC64NVME":
+            raise S3Error("InvalidRequest", "The COMPOSITE checksum type cannot be used with CRC64NVME.")
+    meta = attrs.to_meta(identity.user_id)
+    if checksum_algorithm:
+        meta["cka"] = checksum_algorithm
+        meta["ckt"] = checksum_type
+    upload = Upload(secrets.token_urlsafe(48), bucket, key, time.time(), meta)
+    await svc.storage.meta.create_upload(upload)
+    return upload
+
+
+def _part_algorithms(upload: Upload, requested: ChecksumRequest) -> set[str]:
+    algorithms = {DEFAULT_CHECKSUM}
+    if upload.meta.get("cka"):
+        algorithms.add(upload.meta["cka"])
+    if requested.algorithm:
+        algorithms.add(requested.algorithm)
+    return algorithms
+
+
+async def upload_part(
+    svc: S3Service,
+    identity: Identity | None,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    part_number: int,
+    body: Body,
+    checksum: ChecksumRequest,
+    content_md5: str | None,
+) -> Part:
+    upload = _upload(svc, identity, bucket, key, upload_id, "s3:PutObject")
+    algorithm = upload.meta.get("cka")
+    if algorithm and checksum.algorithm and checksum.algorithm != algorithm:
+        raise S3Error("InvalidRequest", f"Checksum Type mismatch occurred, expected checksum Type: "
+                      f"{algorithm.lower()}, actual checksum Type: {checksum.algorithm.lower()}")
+    ingested = await ingest(body, svc.storage.blobs, _part_algorithms(upload, checksum), inline_limit=-1,
+                            max_size=MAX_PART_SIZE)
+    try:
+        check_content_md5(content_md5, ingested.md5)
+        checksum.verify(ingested, body.trailers)
+        await ingested.finish()
+        assert ingested.writer is not None
+        part = Part(upload_id, part_number, ingested.size, ingested.etag, time.time(), ingested.writer.blob_id,
+                    ingested.checksums)
+        await svc.storage.meta.put_part(part)
+    except NoSuchUploadError:
+        ingested.discard(svc.storage.blobs)
+        raise S3Error("NoSuchUpload", UploadId=upload_id) from None
+    except BaseException:
+        ingested.discard(svc.storage.blobs)
+        raise
+    svc.storage.garbage_made()
+    return part
+
+
+class _RangeBody:
+    """A Body over a byte range of a stored object (UploadPartCopy hashes the bytes it copies)."""
+
+    trailers: dict[str, str] = {}
+    wants_sha256 = False
+
+    def __init__(self, chunks: AsyncIterator[bytes], length: int) -> None:
+        self._chunks = chunks
+        self.length = length
+
+    async def read(self) -> bytes:
+        try:
+            return await anext(self._chunks)
+        except StopAsyncIteration:
+            return b""
+
+    def check_sha256(self, hexdigest: str) -> None:
+        pass
+
+
+async def upload_part_copy(
+    svc: S3Service,
+    identity: Identity | None,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    part_number: int,
+    source: CopySource,
+    source_range: str | None,
+) -> Part:
+    upload = _upload(svc, identity, bucket, key, upload_id, "s3:PutObject")
+    src = read_copy_source(svc, identity, source)
+    start, length = 0, src.size
+    if source_range is not None:
+        parsed = _parse_copy_range(source_range, src.size)
+        start, length = parsed
+    body = _RangeBody(read_range_bytes(svc, src, start, length).__aiter__(), length)
+    ingested = await ingest(body, svc.storage.blobs, _part_algorithms(upload, ChecksumRequest()), inline_limit=-1)
+    try:
+        await ingested.finish()
+        assert ingested.writer is not None
+        part = Part(upload_id, part_number, ingested.size, ingested.etag, time.time(), ingested.writer.blob_id,
+                    ingested.checksums)
+        await svc.storage.meta.put_part(part)
+    except NoSuchUploadError:
+        ingested.discard(svc.storage.blobs)
+        raise S3Error("NoSuchUpload", UploadId=upload_id) from None
+    except BaseException:
+        ingested.discard(svc.storage.blobs)
+        raise
+    svc.storage.garbage_made()
+    return part
+
+
+def _parse_copy_range(value: str, size: int) -> tuple[int, int]:
+    unit, _, spec = value.strip().partition("=")
+    first, dash, last = spec.partition("-")
+    if unit != "bytes" or not dash or not first.isdigit() or not last.isdigit():
+        raise S3Error("InvalidArgument", "The x-amz-copy-source-range value must be of the form bytes=first-last "
+                      "where first and last are the zero-based offsets of the first and last bytes to copy",
+                      ArgumentName="x-amz-copy-source-range", ArgumentValue=value)
+    start, end = int(first), int(last)
+    if end < start or end >= size:
+        raise S3Error("InvalidRange", f"Range specified is not valid for source object of size: {size}",
+                      ActualObjectSize=str(size), RangeRequested=value)
+    return start, end - start + 1
+
+
+@dataclass(slots=True)
+class CompletedPart:
+    number: int
+    etag: str
+    checksums: dict[str, str]
+
+
+async def complete_upload(
+    svc: S3Service,
+    identity: Identity | None,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    requested: list[CompletedPart],
+    full_object_checksum: tuple[str, str] | None = None,
+    checksum_type: str | None = None,
+    if_match: str | None = None,
+    if_none_match: str | None = None,
+) -> ObjectRecord:
+    upload = _upload(svc, identity, bucket, key, upload_id, "s3:PutObject")
+    if not requested:
+        raise S3Error("MalformedXML", "You must specify at least one part.")
+    stored = {p.number: p for p in svc.storage.meta.list_parts(upload_id, 0, MAX_PART_NUMBER + 1)}
+    previous = 0
+    chosen: list[Part] = []
+    for i, req in enumerate(requested):
+        if req.number <= previous:
+            raise S3Error("InvalidPartOrder", UploadId=upload_id)
+        previous = req.number
+        part = stored.get(req.number)
+        if part is None or req.etag.strip().strip('"') != part.etag:
+            raise S3Error("InvalidPart", UploadId=upload_id, PartNumber=str(req.number), ETag=req.etag)
+        for algorithm, value in req.checksums.items():
+            if part.checksums.get(algorithm) not in (None, value):
+                raise S3Error("InvalidPart", f"The {algorithm} checksum of part {req.number} does not match.",
+                              UploadId=upload_id, PartNumber=str(req.number))
+        if i < len(requested) - 1 and part.size < MIN_PART_SIZE:
+            raise S3Error("EntityTooSmall", ProposedSize=str(part.size), MinSizeAllowed=str(MIN_PART_SIZE),
+                          PartNumber=str(req.number), ETag=part.etag)
+        chosen.append(part)
+
+    md5s = b"".join(bytes.fromhex(p.etag) for p in chosen)
+    etag = f"{hashlib.md5(md5s).hexdigest()}-{len(chosen)}"
+    meta = {k: v for k, v in upload.meta.items() if k not in ("cka", "ckt")}
+    algorithm = upload.meta.get("cka")
+    kind = upload.meta.get("ckt")
+    if algorithm is None:
+        algorithm, kind = DEFAULT_CHECKSUM, "FULL_OBJECT"
+    if checksum_type is not None and checksum_type.upper() != kind:
+        raise S3Error("InvalidRequest", f"The upload was created using the {kind} checksum mode. The complete "
+                      f"request must use the same checksum mode.")
+    values = [p.checksums.get(algorithm) for p in chosen]
+    if all(v is not None for v in values):
+        if kind == "FULL_OBJECT":
+            value = checksums.combine_full_object(algorithm, [(v, p.size) for v, p in zip(values, chosen, strict=True)])  # type: ignore[misc]
+        else:
+            value = checksums.composite(algorithm, values)  # type: ignore[arg-type]
+        if full_object_checksum is not None:
+            given_algorithm, given = full_object_checksum
+            if given_algorithm == algorithm and given.split("-")[0] != value.split("-")[0]:
+                raise S3Error("BadDigest", f"The {algorithm} you specified did not match the calculated checksum.")
+        meta["ck"] = {algorithm: value}
+        meta["ckt"] = kind
+    meta["p"] = [[p.size, p.etag, p.checksums.get(algorithm)] for p in chosen]
+    record = ObjectRecord(
+        bucket=bucket,
+        key=key,
+        version_id=new_version_id(),
+        size=sum(p.size for p in chosen),
+        etag=etag,
+        last_modified=time.time(),
+        meta=meta,
+        segments=[Segment(p.blob_id, p.size) for p in chosen],
+    )
+    try:
+        await svc.storage.meta.complete_upload(upload, record, expect_etag=_etag_condition(if_match),
+                                               expect_absent=if_none_match is not None)
+    except NoSuchUploadError:
+        raise S3Error("NoSuchUpload", UploadId=upload_id) from None
+    except PreconditionError:
+        raise S3Error("PreconditionFailed", Condition="If-Match" if if_match else "If-None-Match") from None
+    svc.storage.garbage_made()
+    return record
+
+
+async def abort_upload(svc: S3Service, identity: Identity | None, bucket: str, key: str, upload_id: str) -> None:
+    upload = _upload(svc, identity, bucket, key, upload_id, "s3:AbortMultipartUpload")
+    try:
+        await svc.storage.meta.abort_upload(upload)
+    except NoSuchUploadError:
+        raise S3Error("NoSuchUpload", UploadId=upload_id) from None
+    svc.storage.garbage_made()
+
+
+def list_parts(
+    svc: S3Service, identity: Identity | None, bucket: str, key: str, upload_id: str, after: int, limit: int
+) -> tuple[Upload, list[Part], bool]:
+    upload = _upload(svc, identity, bucket, key, upload_id, "s3:ListMultipartUploadParts")
+    parts = svc.storage.meta.list_parts(upload_id, after, limit + 1)
+    return upload, parts[:limit], len(parts) > limit
+
+
+@dataclass(slots=True)
+class UploadsPage:
+    uploads: list[Upload]
+    prefixes: list[str]
+    truncated: bool
+
+
+def list_uploads(
+    svc: S3Service,
+    identity: Identity | None,
+    bucket: str,
+    prefix: str,
+    delimiter: str,
+    key_marker: str,
+    upload_id_marker: str,
+    limit: int,
+) -> UploadsPage:
+    svc.bucket(identity, bucket, "s3:ListBucketMultipartUploads")
+    page = UploadsPage([], [], False)
+    if limit == 0:
+        return page
+    rows = svc.storage.meta.list_uploads(bucket, prefix, key_marker, upload_id_marker, 10 * limit + 1)
+    seen: set[str] = set()
+    for upload in rows:
+        if len(page.uploads) + len(page.prefixes) >= limit:
+            page.truncated = True
+            break
+        if delimiter:
+            idx = upload.key.find(delimiter, len(prefix))
+            if idx >= 0:
+                common = upload.key[: idx + len(delimiter)]
+                if common not in seen:
+                    seen.add(common)
+                    page.prefixes.append(common)
+                continue
+        page.uploads.append(upload)
+    return page

@@ -1,0 +1,89 @@
+"""The S3 service: shared state of the operations and the bucket operations.
+
+Object, listing and multipart operations live in their own modules and take the service as first argument.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from shoal.auth.identities import Identity, IdentityStore
+from shoal.errors import S3Error
+from shoal.s3 import access
+from shoal.s3.names import check_bucket_name
+from shoal.storage.engine import Storage
+from shoal.storage.errors import BucketNotEmptyError
+from shoal.storage.records import Bucket
+
+# Small objects are kept inside the metadata database: one group-committed write instead of a file,
+# an fsync and a rename (measured: the difference between ~5k and ~60k durable 4 KiB PUTs/s).
+DEFAULT_INLINE_LIMIT = 64 * 1024
+
+VALID_REGIONS = {
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "eu-west-1", "eu-west-2",
+    "eu-west-3", "eu-central-1", "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2",
+    "ap-south-1", "ap-south-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1",
+    "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-east-1", "sa-east-1", "me-south-1",
+    "me-central-1", "af-south-1", "il-central-1", "mx-central-1", "cn-north-1", "cn-northwest-1",
+    "us-gov-west-1", "us-gov-east-1", "EU",
+}
+
+
+@dataclass
+class S3Service:
+    storage: Storage
+    identities: IdentityStore
+    region: str = "us-east-1"
+    inline_limit: int = DEFAULT_INLINE_LIMIT
+
+    # -- lookups used by every operation ----------------------------------------------------------------
+
+    def bucket(self, identity: Identity | None, name: str, action: str) -> Bucket:
+        """The bucket, if it exists and the identity may perform ``action`` on it."""
+        bucket = self.storage.meta.get_bucket(name)
+        if bucket is None:
+            if identity is None:
+                raise S3Error("AccessDenied")
+            raise S3Error("NoSuchBucket", BucketName=name)
+        access.authorize(identity, bucket, action)
+        return bucket
+
+    # -- bucket operations ------------------------------------------------------------------------------
+
+    def list_buckets(self, identity: Identity | None) -> list[Bucket]:
+        access.require_identity(identity)
+        assert identity is not None
+        return [b for b in self.storage.meta.list_buckets() if access.can_see(identity, b)]
+
+    async def create_bucket(self, identity: Identity | None, name: str, location: str | None) -> Bucket:
+        access.require_identity(identity)
+        assert identity is not None
+        check_bucket_name(name)
+        region = location or self.region
+        if location is not None and location not in VALID_REGIONS and location != self.region:
+            raise S3Error("InvalidLocationConstraint", LocationConstraint=location)
+        bucket = Bucket(name=name, owner=identity.user_id, created=time.time(), region=region)
+        if not await self.storage.meta.create_bucket(bucket):
+            existing = self.storage.meta.get_bucket(name)
+            if existing is not None and existing.owner == identity.user_id:
+                # us-east-1 answers 200 to a repeated create by the owner; other regions answer 409.
+                if self.region == "us-east-1" and region == "us-east-1":
+                    return existing
+                raise S3Error("BucketAlreadyOwnedByYou", BucketName=name)
+            raise S3Error("BucketAlreadyExists", BucketName=name)
+        return bucket
+
+    async def delete_bucket(self, identity: Identity | None, name: str) -> None:
+        self.bucket(identity, name, "s3:DeleteBucket")
+        try:
+            await self.storage.meta.delete_bucket(name)
+        except BucketNotEmptyError:
+            raise S3Error("BucketNotEmpty", BucketName=name) from None
+        self.storage.garbage_made()
+
+    def bootstrap_bucket(self, owner: Identity, name: str) -> bool:
+        """Create a bucket at start-up (declared by flag, env or config); True if it was new."""
+        check_bucket_name(name)
+        bucket = Bucket(name=name, owner=owner.user_id, created=time.time(), region=self.region)
+        return self.storage.meta.create_bucket_sync(bucket)

@@ -1,0 +1,161 @@
+"""Running the server: recovery, sockets, worker processes, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from shoal.auth.identities import Identity, IdentityStore, canonical_id
+from shoal.http.app import S3App
+from shoal.s3.service import S3Service
+from shoal.storage.engine import Storage
+
+log = logging.getLogger("shoal")
+
+DEV_ROOT_USER = "minioadmin"  # MinIO's development defaults, so existing compose files keep working
+DEV_ROOT_PASSWORD = "minioadmin"
+
+
+@dataclass
+class UserSpec:
+    access_key: str
+    secret_key: str
+    name: str | None = None
+    user_id: str | None = None
+
+    def identity(self, admin: bool = False) -> Identity:
+        return Identity(self.access_key, self.secret_key, self.user_id or canonical_id(self.access_key),
+                        self.name or self.access_key, is_admin=admin)
+
+
+@dataclass
+class ServerSettings:
+    data_dir: str = "./data"
+    host: str = "0.0.0.0"
+    port: int = 9000
+    root_user: str = DEV_ROOT_USER
+    root_password: str = DEV_ROOT_PASSWORD
+    users: list[UserSpec] = field(default_factory=list)
+    buckets: list[str] = field(default_factory=list)
+    domain: str | None = None
+    region: str = "us-east-1"
+    workers: int = 1
+    durable: bool = True
+    shutdown_timeout: float = 30.0
+    access_log: bool = False
+
+    def identities(self) -> IdentityStore:
+        store = IdentityStore()
+        store.add(UserSpec(self.root_user, self.root_password, "root").identity(admin=True))
+        for user in self.users:
+            store.add(user.identity())
+        return store
+
+
+def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        # One socket per worker: the kernel spreads connections evenly (a shared socket does not).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def _health_routes(app: S3App) -> None:
+    async def ok(request: web.BaseRequest) -> web.StreamResponse:
+        return web.Response(status=200)
+
+    for path in ("/minio/health/live", "/minio/health/ready", "/minio/health/cluster",
+                 "/minio/health/cluster/read", "/health/live", "/health/ready"):
+        app.extra_routes[path] = ok
+
+
+async def serve(settings: ServerSettings, reuse_port: bool = False) -> None:
+    storage = Storage.open_local(settings.data_dir, durable=settings.durable)
+    service = S3Service(storage, settings.identities(), region=settings.region)
+    app = S3App(service, domain=settings.domain, region=settings.region)
+    _health_routes(app)
+    server = web.Server(
+        app.handle,
+        max_line_size=16 * 1024,
+        max_field_size=16 * 1024,  # S3 refuses request headers beyond 8 KiB; leave room for long URLs
+        max_headers=256,
+        access_log=None,
+    )
+    runner = web.ServerRunner(server, shutdown_timeout=settings.shutdown_timeout, handle_signals=False)
+    await runner.setup()
+    sock = _listen_socket(settings.host, settings.port, reuse_port)
+    site = web.SockSite(runner, sock)
+    await site.start()
+    storage.start_background()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: finishing in-flight requests")
+    await runner.cleanup()  # stops accepting, waits for running handlers up to shutdown_timeout
+    await storage.stop_background()
+    storage.close()
+
+
+def _worker_main(settings: ServerSettings) -> None:
+    configure_logging(settings)
+    asyncio.run(serve(settings, reuse_port=True))
+
+
+def configure_logging(settings: ServerSettings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("shoal.access").setLevel(logging.INFO if settings.access_log else logging.WARNING)
+
+
+def prepare(settings: ServerSettings) -> None:
+    """Recover the store and apply declared buckets, before any worker serves a request."""
+    os.makedirs(settings.data_dir, exist_ok=True)
+    storage = Storage.open_local(settings.data_dir, durable=settings.durable)
+    try:
+        storage.recover()
+        if settings.buckets:
+            service = S3Service(storage, settings.identities(), region=settings.region)
+            root = settings.identities().get(settings.root_user)
+            assert root is not None
+            for name in settings.buckets:
+                if service.bootstrap_bucket(root, name):
+                    log.info("created bucket %s", name)
+    finally:
+        storage.close()
+
+
+def run(settings: ServerSettings) -> None:
+    configure_logging(settings)
+    prepare(settings)
+    if settings.workers <= 1:
+        asyncio.run(serve(settings))
+        return
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_worker_main, args=(settings,), daemon=False) for _ in range(settings.workers)]
+    for w in workers:
+        w.start()
+
+    def forward(signum, frame) -> None:
+        for w in workers:
+            if w.pid is not None and w.is_alive():
+                os.kill(w.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for w in workers:
+        w.join()

@@ -1,0 +1,104 @@
+"""A metadata store and a blob store working as one: start-up recovery and freeing space."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+from shoal.storage.local_blobs import LocalBlobStore
+from shoal.storage.sqlite_meta import SqliteMetadataStore
+
+log = logging.getLogger(__name__)
+
+# A blob file younger than this may belong to a write whose metadata commit is still on its way.
+ORPHAN_GRACE_SECONDS = 3600.0
+
+
+class Storage:
+    def __init__(self, meta: SqliteMetadataStore, blobs: LocalBlobStore) -> None:
+        self.meta = meta
+        self.blobs = blobs
+        self._garbage_signal: asyncio.Event | None = None
+        self._collector: asyncio.Task | None = None
+
+    @classmethod
+    def open_local(cls, data_dir: str, *, durable: bool = True) -> Storage:
+        meta_dir = os.path.join(data_dir, ".shoal")
+        os.makedirs(meta_dir, exist_ok=True)
+        meta = SqliteMetadataStore(os.path.join(meta_dir, "meta.sqlite3"), durable=durable)
+        blobs = LocalBlobStore(meta_dir, durable=durable)
+        return cls(meta, blobs)
+
+    # -- recovery ----------------------------------------------------------------------------------------
+
+    def recover(self) -> dict[str, int]:
+        """Run once before serving, in the only process touching the store: make it consistent again."""
+        swept_tmp = self.blobs.sweep_temporary()
+        freed = self.collect_garbage_sync()
+        orphans = self.sweep_orphans(older_than=time.time())
+        if swept_tmp or freed or orphans:
+            log.info("recovery: %d temp files, %d unreferenced blobs, %d orphans removed", swept_tmp, freed, orphans)
+        return {"tmp": swept_tmp, "garbage": freed, "orphans": orphans}
+
+    def sweep_orphans(self, older_than: float) -> int:
+        """Delete blob files that no metadata refers to (a crash between a blob's rename and its commit)."""
+        count = 0
+        for blob_id in self.blobs.iter_blob_ids(older_than):
+            if not self.meta.blob_known(blob_id):
+                self.blobs.delete(blob_id)
+                count += 1
+        return count
+
+    def collect_garbage_sync(self) -> int:
+        total = 0
+        while batch := self.meta.garbage(1000):
+            for blob_id in batch:
+                self.blobs.delete(blob_id)
+            self.meta.forget_garbage_sync(batch)
+            total += len(batch)
+        return total
+
+    # -- background freeing of space --------------------------------------------------------------------
+
+    def start_background(self) -> None:
+        self._garbage_signal = asyncio.Event()
+        self._collector = asyncio.create_task(self._collect_loop())
+
+    async def stop_background(self) -> None:
+        if self._collector is not None:
+            self._collector.cancel()
+            try:
+                await self._collector
+            except asyncio.CancelledError:
+                pass
+        await asyncio.get_running_loop().run_in_executor(None, self.collect_garbage_sync)
+
+    def garbage_made(self) -> None:
+        if self._garbage_signal is not None:
+            self._garbage_signal.set()
+
+    async def _collect_loop(self) -> None:
+        assert self._garbage_signal is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await asyncio.wait_for(self._garbage_signal.wait(), timeout=30)
+            except TimeoutError:
+                pass
+            self._garbage_signal.clear()
+            try:
+                while batch := self.meta.garbage(500):
+                    await loop.run_in_executor(None, self._delete_files, batch)
+                    await self.meta.forget_garbage(batch)
+            except Exception:
+                log.exception("garbage collection failed; will retry")
+                await asyncio.sleep(5)
+
+    def _delete_files(self, blob_ids: list[str]) -> None:
+        for blob_id in blob_ids:
+            self.blobs.delete(blob_id)
+
+    def close(self) -> None:
+        self.meta.close()

@@ -1,0 +1,17 @@
+"""Conditions the storage layer reports; the S3 layer maps them to S3 error codes."""
+
+
+class StorageError(Exception):
+    pass
+
+
+class BucketNotEmptyError(StorageError):
+    pass
+
+
+class NoSuchUploadError(StorageError):
+    pass
+
+
+class PreconditionError(StorageError):
+    """A conditional write (If-Match / If-None-Match) found the key in another state."""

@@ -1,0 +1,79 @@
+"""Plain records passed between the S3 layer and the storage layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Segment:
+    """A run of object bytes held in one blob (a whole PUT body, or one multipart part)."""
+
+    blob_id: str
+    size: int
+
+
+@dataclass(slots=True)
+class PartInfo:
+    """What a completed multipart object remembers of each part (for partNumber reads and attributes)."""
+
+    number: int
+    size: int
+    etag: str
+    checksum: str | None = None
+
+
+@dataclass(slots=True)
+class Bucket:
+    name: str
+    owner: str
+    created: float
+    region: str = "us-east-1"
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ObjectRecord:
+    """One version of an object.
+
+    ``meta`` holds everything that is only read back, never searched: content headers, user metadata
+    (``user``), checksums, storage class, owner, part list of multipart objects.
+    Exactly one of ``inline`` (small objects, stored in the metadata) and ``segments`` carries the bytes.
+    """
+
+    bucket: str
+    key: str
+    version_id: str
+    size: int
+    etag: str
+    last_modified: float
+    meta: dict[str, Any] = field(default_factory=dict)
+    segments: list[Segment] = field(default_factory=list)
+    inline: bytes | None = None
+    delete_marker: bool = False
+
+    def blob_ids(self) -> list[str]:
+        return [s.blob_id for s in self.segments]
+
+
+@dataclass(slots=True)
+class Upload:
+    """An in-progress multipart upload."""
+
+    upload_id: str
+    bucket: str
+    key: str
+    initiated: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Part:
+    upload_id: str
+    number: int
+    size: int
+    etag: str
+    last_modified: float
+    blob_id: str
+    checksums: dict[str, str] = field(default_factory=dict)

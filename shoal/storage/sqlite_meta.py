@@ -1,0 +1,520 @@
+"""Metadata in SQLite: the embedded default.
+
+Reads run on the caller's thread with a per-thread connection (they take microseconds). Writes go to one
+writer thread that commits them in groups: every write waiting when a transaction starts joins it, so a
+burst of small durable PUTs pays for one WAL fsync, not one each. Each write runs inside a SAVEPOINT so one
+failed operation (a precondition, say) does not abort the others in its group.
+
+Several server processes may share the database; SQLite's locking serialises their writer threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from shoal.storage.errors import BucketNotEmptyError, NoSuchUploadError, PreconditionError
+from shoal.storage.records import Bucket, ObjectRecord, Part, Segment, Upload
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS buckets (
+    name    TEXT PRIMARY KEY,
+    owner   TEXT NOT NULL,
+    created REAL NOT NULL,
+    region  TEXT NOT NULL,
+    config  TEXT NOT NULL DEFAULT '{}'
+) WITHOUT ROWID;
+
+-- The current version of each key. The inline column comes last so that listings, which never select it,
+-- do not read its overflow pages.
+CREATE TABLE IF NOT EXISTS objects (
+    bucket        TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    version_id    TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    etag          TEXT NOT NULL,
+    mtime         REAL NOT NULL,
+    delete_marker INTEGER NOT NULL DEFAULT 0,
+    meta          TEXT NOT NULL,
+    segments      TEXT NOT NULL,
+    inline        BLOB
+);
+CREATE UNIQUE INDEX IF NOT EXISTS objects_by_key ON objects(bucket, key);
+
+CREATE TABLE IF NOT EXISTS uploads (
+    upload_id TEXT PRIMARY KEY,
+    bucket    TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    initiated REAL NOT NULL,
+    meta      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads(bucket, key, initiated);
+
+CREATE TABLE IF NOT EXISTS parts (
+    upload_id   TEXT NOT NULL,
+    part_number INTEGER NOT NULL,
+    size        INTEGER NOT NULL,
+    etag        TEXT NOT NULL,
+    mtime       REAL NOT NULL,
+    blob_id     TEXT NOT NULL,
+    checksums   TEXT NOT NULL,
+    PRIMARY KEY (upload_id, part_number)
+) WITHOUT ROWID;
+
+-- Every blob that metadata refers to. A blob file with no row here (and older than a running write could
+-- be) is an orphan from a crash between the file's rename and its metadata commit.
+CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY) WITHOUT ROWID;
+-- Blobs no longer referred to, whose files are still to be deleted. Filled in the same transaction that
+-- drops the reference, so a crash can delay freeing space but never lose track of it.
+CREATE TABLE IF NOT EXISTS garbage (id TEXT PRIMARY KEY) WITHOUT ROWID;
+"""
+
+_OBJECT_COLUMNS = "bucket, key, version_id, size, etag, mtime, delete_marker, meta, segments"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _segments_json(segments: list[Segment]) -> str:
+    return _dumps([[s.blob_id, s.size] for s in segments])
+
+
+def _object_from_row(row: tuple, inline: bytes | None = None) -> ObjectRecord:
+    return ObjectRecord(
+        bucket=row[0],
+        key=row[1],
+        version_id=row[2],
+        size=row[3],
+        etag=row[4],
+        last_modified=row[5],
+        delete_marker=bool(row[6]),
+        meta=json.loads(row[7]),
+        segments=[Segment(b, n) for b, n in json.loads(row[8])],
+        inline=inline,
+    )
+
+
+class SqliteMetadataStore:
+    def __init__(self, path: str, *, durable: bool = True) -> None:
+        self._path = path
+        self._durable = durable
+        self._local = threading.local()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        conn = self._connect()
+        conn.executescript(SCHEMA)
+        conn.close()
+        self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
+        self._writer.start()
+
+    # -- connections -------------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: the WAL is fsync'd at every commit, so an acknowledged write survives power loss.
+        conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._writer.join(timeout=10)
+
+    # -- the writer thread -------------------------------------------------------------------------------
+
+    async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put((fn, args, future, loop))
+        return await future
+
+    def write_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run one write from a thread without an event loop (start-up, admin commands)."""
+        done = threading.Event()
+        box: list[Any] = []
+        self._queue.put((fn, args, (box, done), None))
+        done.wait()
+        result, error = box
+        if error is not None:
+            raise error
+        return result
+
+    def _write_loop(self) -> None:
+        conn = self._connect()
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < 512:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            results = self._run_batch(conn, batch)
+            for (_, _, future, loop), (result, error) in zip(batch, results, strict=True):
+                if loop is None:
+                    box, done = future
+                    box.extend((result, error))
+                    done.set()
+                else:
+                    loop.call_soon_threadsafe(_settle, future, result, error)
+        conn.close()
+
+    @staticmethod
+    def _run_batch(conn: sqlite3.Connection, batch: list) -> list[tuple[Any, BaseException | None]]:
+        results: list[tuple[Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, args, _, _ in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append((fn(conn, *args), None))
+                    conn.execute("RELEASE op")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((None, exc))
+            conn.execute("COMMIT")
+        except Exception as exc:  # the commit itself failed: nothing in the batch happened
+            log.exception("metadata commit failed")
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            return [(None, exc) for _ in batch]
+        return results
+
+    # -- buckets -----------------------------------------------------------------------------------------
+
+    def get_bucket(self, name: str) -> Bucket | None:
+        row = self._reader().execute(
+            "SELECT name, owner, created, region, config FROM buckets WHERE name=?", (name,)
+        ).fetchone()
+        if row is None:
+            return None
+        return Bucket(row[0], row[1], row[2], row[3], json.loads(row[4]))
+
+    def list_buckets(self) -> list[Bucket]:
+        rows = self._reader().execute(
+            "SELECT name, owner, created, region, config FROM buckets ORDER BY name"
+        ).fetchall()
+        return [Bucket(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    async def create_bucket(self, bucket: Bucket) -> bool:
+        return await self._write(_create_bucket, bucket)
+
+    def create_bucket_sync(self, bucket: Bucket) -> bool:
+        return self.write_sync(_create_bucket, bucket)
+
+    async def delete_bucket(self, name: str) -> None:
+        await self._write(_delete_bucket, name)
+
+    async def set_bucket_config(self, name: str, key: str, value: object) -> None:
+        await self._write(_set_bucket_config, name, key, value)
+
+    # -- objects -----------------------------------------------------------------------------------------
+
+    def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        row = self._reader().execute(
+            f"SELECT {_OBJECT_COLUMNS}, inline FROM objects WHERE bucket=? AND key=?", (bucket, key)
+        ).fetchone()
+        return None if row is None else _object_from_row(row, row[9])
+
+    def list_objects(
+        self, bucket: str, after: str, prefix: str, limit: int, inclusive: bool = False
+    ) -> list[ObjectRecord]:
+        """Current objects with key > after (>= if inclusive) starting with prefix, in key order: one index
+        range scan."""
+        sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket=? AND key{'>=' if inclusive else '>'}?"
+        args: list[Any] = [bucket, after]
+        if prefix:
+            sql += " AND key>=?"
+            args.append(prefix)
+            upper = prefix_upper_bound(prefix)
+            if upper is not None:
+                sql += " AND key<?"
+                args.append(upper)
+        sql += " ORDER BY key LIMIT ?"
+        args.append(limit)
+        return [_object_from_row(r) for r in self._reader().execute(sql, args)]
+
+    async def put_object(
+        self, record: ObjectRecord, expect_etag: str | None = None, expect_absent: bool = False
+    ) -> None:
+        await self._write(_put_object, record, expect_etag, expect_absent)
+
+    async def delete_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        return await self._write(_delete_object, bucket, key)
+
+    # -- multipart ---------------------------------------------------------------------------------------
+
+    async def create_upload(self, upload: Upload) -> None:
+        await self._write(_create_upload, upload)
+
+    def get_upload(self, bucket: str, key: str, upload_id: str) -> Upload | None:
+        row = self._reader().execute(
+            "SELECT upload_id, bucket, key, initiated, meta FROM uploads WHERE upload_id=? AND bucket=? AND key=?",
+            (upload_id, bucket, key),
+        ).fetchone()
+        return None if row is None else Upload(row[0], row[1], row[2], row[3], json.loads(row[4]))
+
+    def list_uploads(
+        self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, limit: int
+    ) -> list[Upload]:
+        sql = "SELECT upload_id, bucket, key, initiated, meta FROM uploads WHERE bucket=?"
+        args: list[Any] = [bucket]
+        if key_marker:
+            if upload_id_marker:
+                sql += " AND (key>? OR (key=? AND upload_id>?))"
+                args += [key_marker, key_marker, upload_id_marker]
+            else:
+                sql += " AND key>?"
+                args.append(key_marker)
+        if prefix:
+            sql += " AND key>=?"
+            args.append(prefix)
+            upper = prefix_upper_bound(prefix)
+            if upper is not None:
+                sql += " AND key<?"
+                args.append(upper)
+        sql += " ORDER BY key, initiated, upload_id LIMIT ?"
+        args.append(limit)
+        return [Upload(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in self._reader().execute(sql, args)]
+
+    async def put_part(self, part: Part) -> None:
+        await self._write(_put_part, part)
+
+    def list_parts(self, upload_id: str, after: int, limit: int) -> list[Part]:
+        rows = self._reader().execute(
+            "SELECT upload_id, part_number, size, etag, mtime, blob_id, checksums FROM parts "
+            "WHERE upload_id=? AND part_number>? ORDER BY part_number LIMIT ?",
+            (upload_id, after, limit),
+        ).fetchall()
+        return [Part(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+
+    async def complete_upload(
+        self, upload: Upload, record: ObjectRecord, expect_etag: str | None = None,
+        expect_absent: bool = False,
+    ) -> None:
+        await self._write(_complete_upload, upload, record, expect_etag, expect_absent)
+
+    async def abort_upload(self, upload: Upload) -> None:
+        await self._write(_abort_upload, upload.upload_id)
+
+    # -- garbage -----------------------------------------------------------------------------------------
+
+    def garbage(self, limit: int) -> list[str]:
+        return [r[0] for r in self._reader().execute("SELECT id FROM garbage LIMIT ?", (limit,))]
+
+    async def forget_garbage(self, blob_ids: list[str]) -> None:
+        await self._write(_forget_garbage, blob_ids)
+
+    def forget_garbage_sync(self, blob_ids: list[str]) -> None:
+        self.write_sync(_forget_garbage, blob_ids)
+
+    def blob_known(self, blob_id: str) -> bool:
+        conn = self._reader()
+        return (
+            conn.execute("SELECT 1 FROM blobs WHERE id=?", (blob_id,)).fetchone() is not None
+            or conn.execute("SELECT 1 FROM garbage WHERE id=?", (blob_id,)).fetchone() is not None
+        )
+
+    def stats(self) -> dict[str, int]:
+        conn = self._reader()
+        return {
+            "objects": conn.execute("SELECT count(*) FROM objects").fetchone()[0],
+            "uploads": conn.execute("SELECT count(*) FROM uploads").fetchone()[0],
+            "garbage": conn.execute("SELECT count(*) FROM garbage").fetchone()[0],
+        }
+
+
+def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The smallest string greater than every string that starts with prefix (None if there is none)."""
+    chars = list(prefix)
+    while chars:
+        last = ord(chars[-1])
+        if last < 0x10FFFF:
+            nxt = last + 1
+            if 0xD800 <= nxt <= 0xDFFF:  # surrogates cannot be stored; jump past them
+                nxt = 0xE000
+            chars[-1] = chr(nxt)
+            return "".join(chars)
+        chars.pop()
+    return None
+
+
+# -- write operations (run on the writer thread, inside a savepoint) ----------------------------------------
+
+
+def _create_bucket(conn: sqlite3.Connection, b: Bucket) -> bool:
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO buckets(name, owner, created, region, config) VALUES (?,?,?,?,?)",
+        (b.name, b.owner, b.created, b.region, _dumps(b.config)),
+    )
+    return cur.rowcount == 1
+
+
+def _delete_bucket(conn: sqlite3.Connection, name: str) -> None:
+    if conn.execute("SELECT 1 FROM objects WHERE bucket=? LIMIT 1", (name,)).fetchone():
+        raise BucketNotEmptyError(name)
+    for (upload_id,) in conn.execute("SELECT upload_id FROM uploads WHERE bucket=?", (name,)).fetchall():
+        _abort_upload(conn, upload_id)
+    conn.execute("DELETE FROM buckets WHERE name=?", (name,))
+
+
+def _set_bucket_config(conn: sqlite3.Connection, name: str, key: str, value: object) -> None:
+    row = conn.execute("SELECT config FROM buckets WHERE name=?", (name,)).fetchone()
+    if row is None:
+        return
+    config = json.loads(row[0])
+    if value is None:
+        config.pop(key, None)
+    else:
+        config[key] = value
+    conn.execute("UPDATE buckets SET config=? WHERE name=?", (_dumps(config), name))
+
+
+def _check_precondition(
+    conn: sqlite3.Connection, bucket: str, key: str, expect_etag: str | None, expect_absent: bool
+) -> None:
+    if expect_etag is None and not expect_absent:
+        return
+    row = conn.execute(
+        "SELECT etag, delete_marker FROM objects WHERE bucket=? AND key=?", (bucket, key)
+    ).fetchone()
+    exists = row is not None and not row[1]
+    if expect_absent and exists:
+        raise PreconditionError("If-None-Match")
+    if expect_etag is not None and (not exists or (expect_etag != "*" and row[0] != expect_etag)):
+        raise PreconditionError("If-Match")
+
+
+def _drop_current(
+    conn: sqlite3.Connection, bucket: str, key: str, keep: frozenset[str] = frozenset()
+) -> ObjectRecord | None:
+    """Remove the current version; its blobs become garbage unless the replacing version keeps them."""
+    row = conn.execute(
+        f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket=? AND key=?", (bucket, key)
+    ).fetchone()
+    if row is None:
+        return None
+    old = _object_from_row(row)
+    conn.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, key))
+    _release_blobs(conn, [b for b in old.blob_ids() if b not in keep])
+    return old
+
+
+def _release_blobs(conn: sqlite3.Connection, blob_ids: list[str]) -> None:
+    for blob_id in blob_ids:
+        conn.execute("DELETE FROM blobs WHERE id=?", (blob_id,))
+        conn.execute("INSERT OR IGNORE INTO garbage(id) VALUES (?)", (blob_id,))
+
+
+def _insert_object(conn: sqlite3.Connection, r: ObjectRecord) -> None:
+    conn.execute(
+        f"INSERT INTO objects({_OBJECT_COLUMNS}, inline) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (r.bucket, r.key, r.version_id, r.size, r.etag, r.last_modified, int(r.delete_marker),
+         _dumps(r.meta), _segments_json(r.segments), r.inline),
+    )
+
+
+def _put_object(
+    conn: sqlite3.Connection, r: ObjectRecord, expect_etag: str | None, expect_absent: bool
+) -> None:
+    if conn.execute("SELECT 1 FROM buckets WHERE name=?", (r.bucket,)).fetchone() is None:
+        raise KeyError(r.bucket)  # the bucket went away while the body was uploading
+    _check_precondition(conn, r.bucket, r.key, expect_etag, expect_absent)
+    _drop_current(conn, r.bucket, r.key, keep=frozenset(r.blob_ids()))
+    for blob_id in r.blob_ids():
+        conn.execute("INSERT OR IGNORE INTO blobs(id) VALUES (?)", (blob_id,))
+    _insert_object(conn, r)
+
+
+def _delete_object(conn: sqlite3.Connection, bucket: str, key: str) -> ObjectRecord | None:
+    return _drop_current(conn, bucket, key)
+
+
+def _create_upload(conn: sqlite3.Connection, u: Upload) -> None:
+    conn.execute(
+        "INSERT INTO uploads(upload_id, bucket, key, initiated, meta) VALUES (?,?,?,?,?)",
+        (u.upload_id, u.bucket, u.key, u.initiated, _dumps(u.meta)),
+    )
+
+
+def _put_part(conn: sqlite3.Connection, p: Part) -> None:
+    if conn.execute("SELECT 1 FROM uploads WHERE upload_id=?", (p.upload_id,)).fetchone() is None:
+        raise NoSuchUploadError(p.upload_id)  # aborted or completed while the part was uploading
+    old = conn.execute(
+        "SELECT blob_id FROM parts WHERE upload_id=? AND part_number=?", (p.upload_id, p.number)
+    ).fetchone()
+    if old is not None:
+        _release_blobs(conn, [old[0]])
+    conn.execute("INSERT OR IGNORE INTO blobs(id) VALUES (?)", (p.blob_id,))
+    conn.execute(
+        "INSERT OR REPLACE INTO parts(upload_id, part_number, size, etag, mtime, blob_id, checksums) "
+        "VALUES (?,?,?,?,?,?,?)",
+        (p.upload_id, p.number, p.size, p.etag, p.last_modified, p.blob_id, _dumps(p.checksums)),
+    )
+
+
+def _complete_upload(
+    conn: sqlite3.Connection, u: Upload, r: ObjectRecord, expect_etag: str | None, expect_absent: bool
+) -> None:
+    if conn.execute("SELECT 1 FROM uploads WHERE upload_id=?", (u.upload_id,)).fetchone() is None:
+        raise NoSuchUploadError(u.upload_id)
+    _check_precondition(conn, r.bucket, r.key, expect_etag, expect_absent)
+    used = set(r.blob_ids())
+    all_parts = conn.execute("SELECT blob_id FROM parts WHERE upload_id=?", (u.upload_id,)).fetchall()
+    unused = [b for (b,) in all_parts if b not in used]
+    _release_blobs(conn, unused)
+    conn.execute("DELETE FROM parts WHERE upload_id=?", (u.upload_id,))
+    conn.execute("DELETE FROM uploads WHERE upload_id=?", (u.upload_id,))
+    _drop_current(conn, r.bucket, r.key)
+    _insert_object(conn, r)  # the parts' blobs stay in the blobs table: the object now refers to them
+
+
+def _abort_upload(conn: sqlite3.Connection, upload_id: str) -> None:
+    if conn.execute("SELECT 1 FROM uploads WHERE upload_id=?", (upload_id,)).fetchone() is None:
+        raise NoSuchUploadError(upload_id)
+    blobs = [b for (b,) in conn.execute("SELECT blob_id FROM parts WHERE upload_id=?", (upload_id,))]
+    _release_blobs(conn, blobs)
+    conn.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
+    conn.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
+
+
+def _forget_garbage(conn: sqlite3.Connection, blob_ids: list[str]) -> None:
+    conn.executemany("DELETE FROM garbage WHERE id=?", [(b,) for b in blob_ids])
+
+
+def now() -> float:
+    return time.time()
