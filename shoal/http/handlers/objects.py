@@ -253,7 +253,7 @@ async def _send_pieces(req: S3Request, response: web.StreamResponse, record: Obj
             while left > 0:
                 chunk = await loop.run_in_executor(None, _pread, f, min(left, 1 << 20), offset)
                 if not chunk:
-                    raise OSError("blob shorter than its metadata")
+                    raise OSError("blob shorter than its metadata") from None
                 await response.write(chunk)
                 offset += len(chunk)
                 left -= len(chunk)
