@@ -25,11 +25,14 @@ def _parse_address(value: str) -> tuple[str, int]:
 
 
 def _parse_user(value: str) -> UserSpec:
-    access_key, sep, secret = value.partition(":")
-    if not sep or not access_key or not secret:
-        raise click.BadParameter(f"expected ACCESS_KEY:SECRET_KEY, got {value.split(':')[0]}:***",
+    fields = value.split(":")
+    if len(fields) < 2 or len(fields) > 4 or not fields[0] or not fields[1]:
+        raise click.BadParameter(f"expected ACCESS_KEY:SECRET_KEY[:DISPLAY_NAME[:USER_ID]], got {fields[0]}:***",
                                  param_hint="--user")
-    return UserSpec(access_key, secret)
+    access_key, secret = fields[0], fields[1]
+    name = fields[2] if len(fields) > 2 and fields[2] else None
+    user_id = fields[3] if len(fields) > 3 and fields[3] else None
+    return UserSpec(access_key, secret, name=name, user_id=user_id)
 
 
 @click.group()
@@ -46,8 +49,9 @@ def main() -> None:
               help="Root access key [env SHOAL_ROOT_USER or MINIO_ROOT_USER].")
 @click.option("--root-password", envvar=["SHOAL_ROOT_PASSWORD", "MINIO_ROOT_PASSWORD"],
               help="Root secret key [env SHOAL_ROOT_PASSWORD or MINIO_ROOT_PASSWORD].")
-@click.option("--user", "users", multiple=True, metavar="ACCESS_KEY:SECRET_KEY",
-              help="An additional, independent user (repeatable) [env SHOAL_USERS, comma-separated].")
+@click.option("--user", "users", multiple=True, metavar="AK:SK[:NAME[:ID]]",
+              help="An additional, independent user: access key, secret key, optional display name and canonical "
+                   "user id (repeatable) [env SHOAL_USERS, comma-separated].")
 @click.option("--bucket", "buckets", multiple=True, metavar="NAME",
               help="Create this bucket at start if missing (repeatable) [env SHOAL_BUCKETS, comma-separated].")
 @click.option("--domain", envvar="SHOAL_DOMAIN", help="Domain for virtual-hosted-style requests (BUCKET.DOMAIN).")

@@ -169,7 +169,10 @@ class S3App:
         view = RequestView(request.method, raw_path, path, query_pairs, view_headers,
                            bucket if self.domain and bucket and not raw_path.startswith(f"/{bucket}") else None)
         route = resolve(request.method, bucket, key, query, headers)
-        identity, body = await authenticate(request, view, self.service.identities)
+        if route.operation == "PreflightRequest":
+            identity, body = None, None
+        else:
+            identity, body = await authenticate(request, view, self.service.identities)
         handler = self.handlers.get(route.operation)
         if handler is None:
             raise S3Error("NotImplemented", f"{route.operation} is not implemented by Shoal yet.")

@@ -204,10 +204,9 @@ def _v4_query(request, view: RequestView, identities, query: dict[str, str], now
                       "X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and "
                       "X-Amz-Expires parameters.") from None
     if expires < 0:
-        raise S3Error("AuthorizationQueryParametersError", "X-Amz-Expires must be non-negative")
+        raise S3Error("AccessDenied", "X-Amz-Expires must be non-negative")
     if expires > MAX_PRESIGN_SECONDS:
-        raise S3Error("AuthorizationQueryParametersError",
-                      "X-Amz-Expires must be less than a week (in seconds) that is; 604800")
+        raise S3Error("AccessDenied", "X-Amz-Expires must be less than a week (in seconds) that is; 604800")
     identity = _lookup(identities, access_key)
     if request_time - now > MAX_SKEW_SECONDS:
         raise S3Error("AccessDenied", "Request is not valid yet")
@@ -239,14 +238,32 @@ def _v2_header(request, view: RequestView, identities, authorization: str, now: 
     identity = _lookup(identities, access_key)
     amz_date = _first(view.headers, "x-amz-date")
     date_header = _first(view.headers, "date")
-    if amz_date is None and date_header is None:
+    if not (amz_date if amz_date is not None else date_header):
         raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
-    _check_skew(_parse_any_date(amz_date or date_header or ""), now)
-    resource = sigv2.canonical_resource(view.bucket_from_host, view.raw_path, view.query_pairs)
-    text = sigv2.string_to_sign(view.method, view.headers, "" if amz_date else (date_header or ""), resource)
-    if not sigv4.signatures_match(sigv2.sign(identity.secret_key, text), signature):
-        raise S3Error("SignatureDoesNotMatch", AWSAccessKeyId=access_key, StringToSign=text)
+    request_time = _parse_any_date(amz_date if amz_date is not None else date_header or "")
+    if request_time < 0:
+        raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
+    _check_skew(request_time, now)
+    date_value = "" if amz_date else (date_header or "")
+    _check_v2(view, identity, view.query_pairs, date_value, signature)
     return identity, _plain_body(request, None, cont)
+
+
+def _v2_resource_paths(view: RequestView) -> list[str]:
+    """Bucket-level requests: AWS signs ``/bucket/``, some clients ``/bucket``; both name the same resource."""
+    path = view.raw_path or "/"
+    if view.bucket_from_host is None and path.count("/") == 1 and len(path) > 1:
+        return [path + "/", path]
+    return [path]
+
+
+def _check_v2(view: RequestView, identity: Identity, pairs, date_value: str, signature: str) -> None:
+    for path in _v2_resource_paths(view):
+        resource = sigv2.canonical_resource(view.bucket_from_host, path, pairs)
+        text = sigv2.string_to_sign(view.method, view.headers, date_value, resource)
+        if sigv4.signatures_match(sigv2.sign(identity.secret_key, text), signature):
+            return
+    raise S3Error("SignatureDoesNotMatch", AWSAccessKeyId=identity.access_key)
 
 
 def _v2_query(request, view: RequestView, identities, query: dict[str, str], now: float, cont):
@@ -258,8 +275,5 @@ def _v2_query(request, view: RequestView, identities, query: dict[str, str], now
     if now > expires:
         raise S3Error("AccessDenied", "Request has expired")
     pairs = [(k, v) for k, v in view.query_pairs if k not in ("Signature", "AWSAccessKeyId", "Expires")]
-    resource = sigv2.canonical_resource(view.bucket_from_host, view.raw_path, pairs)
-    text = sigv2.string_to_sign(view.method, view.headers, str(expires), resource)
-    if not sigv4.signatures_match(sigv2.sign(identity.secret_key, text), query["Signature"]):
-        raise S3Error("SignatureDoesNotMatch", AWSAccessKeyId=identity.access_key)
+    _check_v2(view, identity, pairs, str(expires), query["Signature"])
     return identity, _plain_body(request, None, cont)

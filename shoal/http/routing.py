@@ -90,6 +90,8 @@ def split_target(raw_path: str, host: str, domain: str | None) -> tuple[str | No
 
 
 def resolve(method: str, bucket: str | None, key: str | None, query: dict[str, str], headers) -> Route:
+    if method == "OPTIONS":
+        return Route(bucket, key, "PreflightRequest")  # CORS preflight: never signed
     if bucket is None:
         if method == "GET":
             return Route(None, None, "ListBuckets")

@@ -220,7 +220,15 @@ async def complete_upload(
     if_match: str | None = None,
     if_none_match: str | None = None,
 ) -> ObjectRecord:
-    upload = _upload(svc, identity, bucket, key, upload_id, "s3:PutObject")
+    svc.bucket(identity, bucket, "s3:PutObject")
+    upload = svc.storage.meta.get_upload(bucket, key, upload_id)
+    if upload is None:
+        # Completing again what was already completed succeeds while that object is still current.
+        etag = svc.storage.meta.completed_upload_etag(bucket, key, upload_id)
+        current = svc.storage.meta.get_object(bucket, key)
+        if etag is not None and current is not None and current.etag == etag:
+            return current
+        raise S3Error("NoSuchUpload", UploadId=upload_id)
     if not requested:
         raise S3Error("MalformedXML", "You must specify at least one part.")
     stored = {p.number: p for p in svc.storage.meta.list_parts(upload_id, 0, MAX_PART_NUMBER + 1)}

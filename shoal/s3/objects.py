@@ -252,14 +252,24 @@ def part_range(record: ObjectRecord, part_number: int) -> tuple[int, int]:
     parts = record.meta.get("p")
     if not parts:
         if part_number != 1:
-            raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable", status=416,
+            raise S3Error("InvalidPart", "The requested partnumber is not satisfiable",
                           PartNumberRequested=str(part_number), ActualPartCount="1")
         return 0, record.size
     if part_number > len(parts):
-        raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable", status=416,
+        raise S3Error("InvalidPart", "The requested partnumber is not satisfiable",
                       PartNumberRequested=str(part_number), ActualPartCount=str(len(parts)))
     start = sum(p[0] for p in parts[: part_number - 1])
     return start, parts[part_number - 1][0]
+
+
+def part_checksum_headers(record: ObjectRecord, part_number: int) -> dict[str, str]:
+    """The stored checksum of one part of a multipart object (what S3 returns for a partNumber GET)."""
+    parts = record.meta.get("p")
+    algorithm = next(iter(record.meta.get("ck", {})), None)
+    if not parts or algorithm is None or not parts[part_number - 1][2]:
+        return {}
+    return {checksums.HEADER_FOR[algorithm]: parts[part_number - 1][2],
+            "x-amz-checksum-type": record.meta.get("ckt", "FULL_OBJECT")}
 
 
 def parts_count(record: ObjectRecord) -> int | None:

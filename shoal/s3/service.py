@@ -43,8 +43,6 @@ class S3Service:
         """The bucket, if it exists and the identity may perform ``action`` on it."""
         bucket = self.storage.meta.get_bucket(name)
         if bucket is None:
-            if identity is None:
-                raise S3Error("AccessDenied")
             raise S3Error("NoSuchBucket", BucketName=name)
         access.authorize(identity, bucket, action)
         return bucket

@@ -70,6 +70,15 @@ CREATE TABLE IF NOT EXISTS parts (
     PRIMARY KEY (upload_id, part_number)
 ) WITHOUT ROWID;
 
+-- Uploads completed recently: S3 answers a repeated CompleteMultipartUpload with success.
+CREATE TABLE IF NOT EXISTS completed_uploads (
+    upload_id TEXT PRIMARY KEY,
+    bucket    TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    etag      TEXT NOT NULL,
+    completed REAL NOT NULL
+) WITHOUT ROWID;
+
 -- Every blob that metadata refers to. A blob file with no row here (and older than a running write could
 -- be) is an orphan from a crash between the file's rename and its metadata commit.
 CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -302,6 +311,12 @@ class SqliteMetadataStore:
         args.append(limit)
         return [Upload(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in self._reader().execute(sql, args)]
 
+    def completed_upload_etag(self, bucket: str, key: str, upload_id: str) -> str | None:
+        row = self._reader().execute(
+            "SELECT etag FROM completed_uploads WHERE upload_id=? AND bucket=? AND key=?", (upload_id, bucket, key)
+        ).fetchone()
+        return None if row is None else row[0]
+
     async def put_part(self, part: Part) -> None:
         await self._write(_put_part, part)
 
@@ -499,6 +514,11 @@ def _complete_upload(
     _release_blobs(conn, unused)
     conn.execute("DELETE FROM parts WHERE upload_id=?", (u.upload_id,))
     conn.execute("DELETE FROM uploads WHERE upload_id=?", (u.upload_id,))
+    conn.execute(
+        "INSERT OR REPLACE INTO completed_uploads(upload_id, bucket, key, etag, completed) VALUES (?,?,?,?,?)",
+        (u.upload_id, r.bucket, r.key, r.etag, r.last_modified),
+    )
+    conn.execute("DELETE FROM completed_uploads WHERE completed < ?", (r.last_modified - 86400,))
     _drop_current(conn, r.bucket, r.key)
     _insert_object(conn, r)  # the parts' blobs stay in the blobs table: the object now refers to them
 

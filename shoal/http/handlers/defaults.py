@@ -68,7 +68,15 @@ async def get_object_tagging(svc: S3Service, req: S3Request) -> web.StreamRespon
     return xml_response("Tagging", "<TagSet></TagSet>")
 
 
+async def preflight(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    """CORS preflight. No bucket has a CORS configuration yet, so every preflight is refused as S3 does."""
+    if not req.headers.get("Origin") or not req.headers.get("Access-Control-Request-Method"):
+        raise S3Error("BadRequest", "Insufficient information. Origin request header needed.", status=400)
+    raise S3Error("AccessForbidden", "CORSResponse: CORS is not enabled for this bucket.", status=403)
+
+
 HANDLERS = {
+    "PreflightRequest": preflight,
     "GetBucketVersioning": _empty("VersioningConfiguration"),
     "GetBucketNotificationConfiguration": _empty("NotificationConfiguration"),
     "GetBucketLogging": _empty("BucketLoggingStatus"),

@@ -9,7 +9,13 @@ from aiohttp import web
 from shoal.errors import S3Error
 from shoal.http import xml
 from shoal.http.app import S3Request, xml_response
-from shoal.http.handlers.objects import checksum_headers, checksum_request, copy_source, object_attributes
+from shoal.http.handlers.objects import (
+    checksum_headers,
+    checksum_request,
+    copy_source,
+    object_attributes,
+    require_content_length,
+)
 from shoal.s3 import checksums, multipart
 from shoal.s3.listing import parse_max_keys
 from shoal.s3.service import S3Service
@@ -36,6 +42,7 @@ async def create_multipart_upload(svc: S3Service, req: S3Request) -> web.StreamR
 
 async def upload_part(svc: S3Service, req: S3Request) -> web.StreamResponse:
     assert req.bucket and req.key
+    require_content_length(req)
     number = multipart.check_part_number(req.query.get("partNumber"))
     checksum = checksum_request(req)
     part = await multipart.upload_part(

@@ -133,8 +133,14 @@ def checksum_headers(values: dict[str, str], kind: str | None = None) -> dict[st
 # -- handlers -----------------------------------------------------------------------------------------------
 
 
+def require_content_length(req: S3Request) -> None:
+    if "Content-Length" not in req.headers and "chunked" not in req.headers.get("Transfer-Encoding", "").lower():
+        raise S3Error("MissingContentLength")
+
+
 async def put_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     assert req.bucket and req.key
+    require_content_length(req)
     checksum = checksum_request(req)
     record = await objects.put_object(
         svc, req.identity, req.bucket, req.key, req.body, object_attributes(req), checksum,  # type: ignore[arg-type]
@@ -207,6 +213,8 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
             for algorithm in checksums.ALGORITHMS:
                 headers.pop(checksums.HEADER_FOR[algorithm], None)
             headers.pop("x-amz-checksum-type", None)
+            if part_number is not None and req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+                headers.update(objects.part_checksum_headers(record, int(part_number)))
         for param, header in RESPONSE_OVERRIDES.items():
             if param in q:
                 headers[header] = q[param]
@@ -323,7 +331,7 @@ async def get_object_attributes(svc: S3Service, req: S3Request) -> web.StreamRes
         marker = int(req.headers.get("x-amz-part-number-marker", "0"))
         chosen = [(i + 1, p) for i, p in enumerate(parts) if i + 1 > marker][:max_parts]
         algorithm = next(iter(meta.get("ck", {})), None)
-        inner += "<ObjectParts>" + xml.el("TotalPartsCount", len(parts)) + xml.el("PartNumberMarker", marker)
+        inner += "<ObjectParts>" + xml.el("PartsCount", len(parts)) + xml.el("PartNumberMarker", marker)
         if chosen:
             inner += xml.el("NextPartNumberMarker", chosen[-1][0])
         inner += xml.el("MaxParts", max_parts)
