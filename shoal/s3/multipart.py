@@ -220,7 +220,7 @@ async def complete_upload(
     if_match: str | None = None,
     if_none_match: str | None = None,
 ) -> ObjectRecord:
-    svc.bucket(identity, bucket, "s3:PutObject")
+    bucket_record = svc.bucket(identity, bucket, "s3:PutObject")
     upload = svc.storage.meta.get_upload(bucket, key, upload_id)
     if upload is None:
         # Completing again what was already completed succeeds while that object is still current.
@@ -276,7 +276,7 @@ async def complete_upload(
     record = ObjectRecord(
         bucket=bucket,
         key=key,
-        version_id=new_version_id(),
+        version_id=new_version_id(bucket_record),
         size=sum(p.size for p in chosen),
         etag=etag,
         last_modified=time.time(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ from shoal.s3.ingest import Body, Ingested, check_content_md5, ingest
 from shoal.s3.names import check_key
 from shoal.s3.service import S3Service
 from shoal.storage.errors import PreconditionError
-from shoal.storage.records import ObjectRecord, Segment
+from shoal.storage.records import Bucket, ObjectRecord, Segment
 
 MAX_USER_METADATA = 2048  # bytes of x-amz-meta-* names and values, as S3
 STORAGE_CLASSES = {
@@ -85,8 +86,20 @@ class PutResult:
     record: ObjectRecord
 
 
-def new_version_id() -> str:
-    return "null"
+def versioning(bucket: Bucket) -> str | None:
+    """"Enabled", "Suspended", or None for a bucket that never had versioning."""
+    return bucket.config.get("versioning")
+
+
+def new_version_id(bucket: Bucket) -> str:
+    """A fresh id in a versioning-enabled bucket; "null" otherwise (replacing the key's null version)."""
+    return secrets.token_urlsafe(24) if versioning(bucket) == "Enabled" else "null"
+
+
+def check_version_id(version_id: str | None) -> None:
+    if version_id is not None and (not version_id or len(version_id) > 1024):
+        raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="versionId",
+                      ArgumentValue=version_id)
 
 
 def checksum_meta(ingested: Ingested) -> dict:
@@ -105,7 +118,7 @@ async def put_object(
     if_match: str | None = None,
     if_none_match: str | None = None,
 ) -> ObjectRecord:
-    svc.bucket(identity, bucket_name, "s3:PutObject")
+    bucket = svc.bucket(identity, bucket_name, "s3:PutObject")
     assert identity is not None
     check_key(key)
     attrs.validate()
@@ -119,7 +132,7 @@ async def put_object(
         record = ObjectRecord(
             bucket=bucket_name,
             key=key,
-            version_id=new_version_id(),
+            version_id=new_version_id(bucket),
             size=ingested.size,
             etag=ingested.etag,
             last_modified=time.time(),
@@ -158,12 +171,30 @@ def _etag_condition(if_match: str | None) -> str | None:
 
 
 def head_object(
-    svc: S3Service, identity: Identity | None, bucket_name: str, key: str, conditions: Conditions | None = None
+    svc: S3Service,
+    identity: Identity | None,
+    bucket_name: str,
+    key: str,
+    conditions: Conditions | None = None,
+    version_id: str | None = None,
 ) -> ObjectRecord:
-    svc.bucket(identity, bucket_name, "s3:GetObject")
-    record = svc.storage.meta.get_object(bucket_name, key)
-    if record is None or record.delete_marker:
+    """The version a GET or HEAD reads, after access and precondition checks."""
+    svc.bucket(identity, bucket_name, "s3:GetObjectVersion" if version_id else "s3:GetObject")
+    check_version_id(version_id)
+    record = svc.storage.meta.get_object(bucket_name, key, version_id)
+    if record is None:
+        if version_id is not None:
+            raise S3Error("NoSuchVersion", Key=key, VersionId=version_id)
         raise S3Error("NoSuchKey", Key=key)
+    if record.delete_marker:
+        headers = {"x-amz-delete-marker": "true", "x-amz-version-id": record.version_id}
+        if version_id is not None:
+            from email.utils import formatdate
+
+            headers["Last-Modified"] = formatdate(record.last_modified, usegmt=True)
+            raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.",
+                          headers=headers, Method="GET", ResourceType="DeleteMarker")
+        raise S3Error("NoSuchKey", headers=headers, Key=key)
     if conditions is not None and conditions.any:
         outcome = evaluate(conditions, record.etag, record.last_modified)
         if outcome == 412:
@@ -171,6 +202,16 @@ def head_object(
         if outcome == 304:
             raise S3Error("NotModified", headers=not_modified_headers(record))
     return record
+
+
+def version_header(svc: S3Service, record: ObjectRecord) -> dict[str, str]:
+    """x-amz-version-id for responses about this version: shown once its bucket has had versioning."""
+    if record.version_id != "null":
+        return {"x-amz-version-id": record.version_id}
+    bucket = svc.storage.meta.get_bucket(record.bucket)
+    if bucket is not None and versioning(bucket) is not None:
+        return {"x-amz-version-id": "null"}
+    return {}
 
 
 def not_modified_headers(record: ObjectRecord) -> dict[str, str]:
@@ -280,41 +321,54 @@ def parts_count(record: ObjectRecord) -> int | None:
 # -- delete -------------------------------------------------------------------------------------------------
 
 
-async def delete_object(svc: S3Service, identity: Identity | None, bucket_name: str, key: str) -> None:
-    svc.bucket(identity, bucket_name, "s3:DeleteObject")
-    check_key(key)
-    if await svc.storage.meta.delete_object(bucket_name, key) is not None:
-        svc.storage.garbage_made()
-
-
 @dataclass(slots=True)
 class DeleteOutcome:
     key: str
-    version_id: str | None
+    version_id: str | None  # the version removed, or the id of the delete marker created
+    delete_marker: bool = False  # a delete marker was created, or the removed version was one
     error: S3Error | None = None
+
+
+async def _delete(svc: S3Service, bucket: Bucket, key: str, version_id: str | None) -> DeleteOutcome:
+    check_key(key)
+    check_version_id(version_id)
+    meta = svc.storage.meta
+    state = versioning(bucket)
+    if version_id is not None:
+        removed = await meta.delete_version(bucket.name, key, version_id)
+        svc.storage.garbage_made()
+        return DeleteOutcome(key, version_id, bool(removed and removed.delete_marker))
+    if state is None:
+        await meta.delete_version(bucket.name, key, "null")
+        svc.storage.garbage_made()
+        return DeleteOutcome(key, None)
+    # Versioned: a delete marker becomes the latest version (in a suspended bucket it is the null version).
+    marker = ObjectRecord(bucket.name, key, new_version_id(bucket), 0, "", time.time(), {},
+                          delete_marker=True)
+    await commit_object(svc, marker)
+    return DeleteOutcome(key, marker.version_id, True)
+
+
+async def delete_object(
+    svc: S3Service, identity: Identity | None, bucket_name: str, key: str, version_id: str | None = None
+) -> DeleteOutcome:
+    bucket = svc.bucket(identity, bucket_name, "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject")
+    return await _delete(svc, bucket, key, version_id)
 
 
 async def delete_objects(
     svc: S3Service, identity: Identity | None, bucket_name: str, keys: list[tuple[str, str | None]]
 ) -> list[DeleteOutcome]:
-    svc.bucket(identity, bucket_name, "s3:DeleteObject")
+    bucket = svc.bucket(identity, bucket_name, "s3:DeleteObject")
 
     async def one(key: str, version_id: str | None) -> DeleteOutcome:
         try:
-            check_key(key)
-            if version_id not in (None, "null"):
-                current = svc.storage.meta.get_object(bucket_name, key)
-                if current is None or current.version_id != version_id:
-                    return DeleteOutcome(key, version_id)
-            await svc.storage.meta.delete_object(bucket_name, key)
-            return DeleteOutcome(key, version_id)
+            return await _delete(svc, bucket, key, version_id)
         except S3Error as exc:
-            return DeleteOutcome(key, version_id, exc)
+            return DeleteOutcome(key, version_id, error=exc)
 
     # Concurrent: the writer thread commits them together in one transaction group.
-    outcomes = await asyncio.gather(*(one(k, v) for k, v in keys))
-    svc.storage.garbage_made()
-    return list(outcomes)
+    return list(await asyncio.gather(*(one(k, v) for k, v in keys)))
 
 
 # -- copy ---------------------------------------------------------------------------------------------------
@@ -345,12 +399,17 @@ def parse_copy_source(value: str) -> tuple[str, str, str | None]:
 
 
 def read_copy_source(svc: S3Service, identity: Identity | None, source: CopySource) -> ObjectRecord:
-    svc.bucket(identity, source.bucket, "s3:GetObject")
-    record = svc.storage.meta.get_object(source.bucket, source.key)
-    if record is None or record.delete_marker:
+    svc.bucket(identity, source.bucket, "s3:GetObjectVersion" if source.version_id else "s3:GetObject")
+    record = svc.storage.meta.get_object(source.bucket, source.key, source.version_id)
+    if record is None:
+        if source.version_id is not None:
+            raise S3Error("NoSuchVersion", Key=source.key, VersionId=source.version_id)
         raise S3Error("NoSuchKey", Key=source.key)
-    if source.version_id not in (None, "null", record.version_id):
-        raise S3Error("NoSuchVersion", Key=source.key, VersionId=source.version_id or "")
+    if record.delete_marker:
+        if source.version_id is not None:
+            raise S3Error("InvalidRequest", "The source of a copy request may not specifically refer to a delete "
+                          "marker by version id.")
+        raise S3Error("NoSuchKey", Key=source.key)
     if source.conditions.any and evaluate(source.conditions, record.etag, record.last_modified) is not None:
         raise S3Error("PreconditionFailed", Condition="x-amz-copy-source-If-*")
     return record
@@ -407,11 +466,11 @@ async def copy_object(
     if_match: str | None = None,
     if_none_match: str | None = None,
 ) -> ObjectRecord:
-    svc.bucket(identity, bucket_name, "s3:PutObject")
+    bucket = svc.bucket(identity, bucket_name, "s3:PutObject")
     assert identity is not None
     check_key(key)
     src = read_copy_source(svc, identity, source)
-    same = source.bucket == bucket_name and source.key == key
+    same = source.bucket == bucket_name and source.key == key and src.is_latest
     if same and not replace_metadata and attrs.storage_class == src.meta.get("sc", "STANDARD"):
         raise S3Error(
             "InvalidRequest",
@@ -431,15 +490,18 @@ async def copy_object(
     if checksum_algorithm and checksum_algorithm not in src.meta.get("ck", {}):
         meta["ck"] = {checksum_algorithm: await _checksum_of(svc, src, checksum_algorithm)}
         meta["ckt"] = "FULL_OBJECT"
-    if same:
-        segments, inline = list(src.segments), src.inline  # the same bytes: only metadata changes
+    # Copying an unversioned object onto itself changes only metadata: the new record shares the bytes.
+    shared = same and versioning(bucket) is None
+    if shared:
+        segments, inline = list(src.segments), src.inline
     else:
         segments, inline = await copy_bytes(svc, src, 0, src.size)
-    record = ObjectRecord(bucket_name, key, new_version_id(), src.size, src.etag, time.time(), meta, segments, inline)
+    record = ObjectRecord(bucket_name, key, new_version_id(bucket), src.size, src.etag, time.time(), meta, segments,
+                          inline)
     try:
         await commit_object(svc, record, if_match, if_none_match)
     except BaseException:
-        if not same:
+        if not shared:
             for segment in segments:
                 svc.storage.blobs.delete(segment.blob_id)
         raise

@@ -52,6 +52,8 @@ class ObjectRecord:
     segments: list[Segment] = field(default_factory=list)
     inline: bytes | None = None
     delete_marker: bool = False
+    seq: int = 0  # order among the versions of the key (set by the store)
+    is_latest: bool = True
 
     def blob_ids(self) -> list[str]:
         return [s.blob_id for s in self.segments]

@@ -34,12 +34,16 @@ CREATE TABLE IF NOT EXISTS buckets (
     config  TEXT NOT NULL DEFAULT '{}'
 ) WITHOUT ROWID;
 
--- The current version of each key. The inline column comes last so that listings, which never select it,
--- do not read its overflow pages.
-CREATE TABLE IF NOT EXISTS objects (
+-- Every version of every key (an unversioned bucket holds one "null" version per key). seq orders the versions
+-- of a key, newest highest; is_latest marks the current one, which may be a delete marker. The partial index
+-- over latest versions is what GET and ListObjects read; ListObjectVersions reads versions_by_key.
+-- The inline column comes last so that listings, which never select it, do not read its overflow pages.
+CREATE TABLE IF NOT EXISTS versions (
     bucket        TEXT NOT NULL,
     key           TEXT NOT NULL,
+    seq           INTEGER NOT NULL,
     version_id    TEXT NOT NULL,
+    is_latest     INTEGER NOT NULL,
     size          INTEGER NOT NULL,
     etag          TEXT NOT NULL,
     mtime         REAL NOT NULL,
@@ -48,7 +52,9 @@ CREATE TABLE IF NOT EXISTS objects (
     segments      TEXT NOT NULL,
     inline        BLOB
 );
-CREATE UNIQUE INDEX IF NOT EXISTS objects_by_key ON objects(bucket, key);
+CREATE UNIQUE INDEX IF NOT EXISTS versions_by_key ON versions(bucket, key, seq DESC);
+CREATE UNIQUE INDEX IF NOT EXISTS versions_by_id ON versions(bucket, key, version_id);
+CREATE UNIQUE INDEX IF NOT EXISTS versions_latest ON versions(bucket, key) WHERE is_latest = 1;
 
 CREATE TABLE IF NOT EXISTS uploads (
     upload_id TEXT PRIMARY KEY,
@@ -87,7 +93,7 @@ CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS garbage (id TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 
-_OBJECT_COLUMNS = "bucket, key, version_id, size, etag, mtime, delete_marker, meta, segments"
+_OBJECT_COLUMNS = "bucket, key, version_id, size, etag, mtime, delete_marker, meta, segments, seq, is_latest"
 
 
 def _dumps(value: Any) -> str:
@@ -110,6 +116,8 @@ def _object_from_row(row: tuple, inline: bytes | None = None) -> ObjectRecord:
         meta=json.loads(row[7]),
         segments=[Segment(b, n) for b, n in json.loads(row[8])],
         inline=inline,
+        seq=row[9],
+        is_latest=bool(row[10]),
     )
 
 
@@ -244,18 +252,27 @@ class SqliteMetadataStore:
 
     # -- objects -----------------------------------------------------------------------------------------
 
-    def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
-        row = self._reader().execute(
-            f"SELECT {_OBJECT_COLUMNS}, inline FROM objects WHERE bucket=? AND key=?", (bucket, key)
-        ).fetchone()
-        return None if row is None else _object_from_row(row, row[9])
+    def get_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectRecord | None:
+        """The latest version (possibly a delete marker), or the named version."""
+        if version_id is None:
+            row = self._reader().execute(
+                f"SELECT {_OBJECT_COLUMNS}, inline FROM versions WHERE bucket=? AND key=? AND is_latest=1",
+                (bucket, key),
+            ).fetchone()
+        else:
+            row = self._reader().execute(
+                f"SELECT {_OBJECT_COLUMNS}, inline FROM versions WHERE bucket=? AND key=? AND version_id=?",
+                (bucket, key, version_id),
+            ).fetchone()
+        return None if row is None else _object_from_row(row, row[11])
 
     def list_objects(
         self, bucket: str, after: str, prefix: str, limit: int, inclusive: bool = False
     ) -> list[ObjectRecord]:
         """Current objects with key > after (>= if inclusive) starting with prefix, in key order: one index
         range scan."""
-        sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket=? AND key{'>=' if inclusive else '>'}?"
+        sql = (f"SELECT {_OBJECT_COLUMNS} FROM versions WHERE bucket=? AND is_latest=1 "
+               f"AND key{'>=' if inclusive else '>'}?")
         args: list[Any] = [bucket, after]
         if prefix:
             sql += " AND key>=?"
@@ -268,13 +285,43 @@ class SqliteMetadataStore:
         args.append(limit)
         return [_object_from_row(r) for r in self._reader().execute(sql, args)]
 
+    def list_versions(
+        self, bucket: str, prefix: str, after_key: str, after_seq: int | None, limit: int, inclusive: bool = False
+    ) -> list[ObjectRecord]:
+        """All versions in (key ascending, newest first) order, starting after (after_key, after_seq): the
+        versions of after_key older than after_seq when that is given, else keys after after_key."""
+        records: list[ObjectRecord] = []
+        conn = self._reader()
+        if after_seq is not None:
+            rows = conn.execute(
+                f"SELECT {_OBJECT_COLUMNS} FROM versions WHERE bucket=? AND key=? AND seq<? ORDER BY seq DESC "
+                "LIMIT ?", (bucket, after_key, after_seq, limit),
+            ).fetchall()
+            records = [_object_from_row(r) for r in rows]
+            if len(records) >= limit:
+                return records
+        sql = f"SELECT {_OBJECT_COLUMNS} FROM versions WHERE bucket=? AND key{'>=' if inclusive else '>'}?"
+        args: list[Any] = [bucket, after_key]
+        if prefix:
+            sql += " AND key>=?"
+            args.append(prefix)
+            upper = prefix_upper_bound(prefix)
+            if upper is not None:
+                sql += " AND key<?"
+                args.append(upper)
+        sql += " ORDER BY key, seq DESC LIMIT ?"
+        args.append(limit - len(records))
+        return records + [_object_from_row(r) for r in conn.execute(sql, args)]
+
     async def put_object(
         self, record: ObjectRecord, expect_etag: str | None = None, expect_absent: bool = False
     ) -> None:
+        """Add a version and make it the latest. A "null" version replaces the key's existing null version."""
         await self._write(_put_object, record, expect_etag, expect_absent)
 
-    async def delete_object(self, bucket: str, key: str) -> ObjectRecord | None:
-        return await self._write(_delete_object, bucket, key)
+    async def delete_version(self, bucket: str, key: str, version_id: str) -> ObjectRecord | None:
+        """Remove one version for good (the next newest becomes latest); None if there was no such version."""
+        return await self._write(_delete_version, bucket, key, version_id)
 
     # -- multipart ---------------------------------------------------------------------------------------
 
@@ -358,7 +405,7 @@ class SqliteMetadataStore:
     def stats(self) -> dict[str, int]:
         conn = self._reader()
         return {
-            "objects": conn.execute("SELECT count(*) FROM objects").fetchone()[0],
+            "versions": conn.execute("SELECT count(*) FROM versions").fetchone()[0],
             "uploads": conn.execute("SELECT count(*) FROM uploads").fetchone()[0],
             "garbage": conn.execute("SELECT count(*) FROM garbage").fetchone()[0],
         }
@@ -400,7 +447,7 @@ def _create_bucket(conn: sqlite3.Connection, b: Bucket) -> bool:
 
 
 def _delete_bucket(conn: sqlite3.Connection, name: str) -> None:
-    if conn.execute("SELECT 1 FROM objects WHERE bucket=? LIMIT 1", (name,)).fetchone():
+    if conn.execute("SELECT 1 FROM versions WHERE bucket=? LIMIT 1", (name,)).fetchone():
         raise BucketNotEmptyError(name)
     for (upload_id,) in conn.execute("SELECT upload_id FROM uploads WHERE bucket=?", (name,)).fetchall():
         _abort_upload(conn, upload_id)
@@ -425,7 +472,7 @@ def _check_precondition(
     if expect_etag is None and not expect_absent:
         return
     row = conn.execute(
-        "SELECT etag, delete_marker FROM objects WHERE bucket=? AND key=?", (bucket, key)
+        "SELECT etag, delete_marker FROM versions WHERE bucket=? AND key=? AND is_latest=1", (bucket, key)
     ).fetchone()
     exists = row is not None and not row[1]
     if expect_absent and exists:
@@ -434,32 +481,38 @@ def _check_precondition(
         raise PreconditionError("If-Match")
 
 
-def _drop_current(
-    conn: sqlite3.Connection, bucket: str, key: str, keep: frozenset[str] = frozenset()
-) -> ObjectRecord | None:
-    """Remove the current version; its blobs become garbage unless the replacing version keeps them."""
-    row = conn.execute(
-        f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket=? AND key=?", (bucket, key)
-    ).fetchone()
-    if row is None:
-        return None
-    old = _object_from_row(row)
-    conn.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, key))
-    _release_blobs(conn, [b for b in old.blob_ids() if b not in keep])
-    return old
-
-
 def _release_blobs(conn: sqlite3.Connection, blob_ids: list[str]) -> None:
     for blob_id in blob_ids:
         conn.execute("DELETE FROM blobs WHERE id=?", (blob_id,))
         conn.execute("INSERT OR IGNORE INTO garbage(id) VALUES (?)", (blob_id,))
 
 
-def _insert_object(conn: sqlite3.Connection, r: ObjectRecord) -> None:
+def _remove_version(
+    conn: sqlite3.Connection, bucket: str, key: str, version_id: str, keep: frozenset[str] = frozenset()
+) -> ObjectRecord | None:
+    """Delete one version row; its blobs become garbage unless a replacing version keeps them."""
+    row = conn.execute(
+        f"SELECT {_OBJECT_COLUMNS} FROM versions WHERE bucket=? AND key=? AND version_id=?", (bucket, key, version_id)
+    ).fetchone()
+    if row is None:
+        return None
+    old = _object_from_row(row)
+    conn.execute("DELETE FROM versions WHERE bucket=? AND key=? AND version_id=?", (bucket, key, version_id))
+    _release_blobs(conn, [b for b in old.blob_ids() if b not in keep])
+    return old
+
+
+def _insert_latest(conn: sqlite3.Connection, r: ObjectRecord) -> None:
+    conn.execute("UPDATE versions SET is_latest=0 WHERE bucket=? AND key=? AND is_latest=1", (r.bucket, r.key))
+    top = conn.execute("SELECT max(seq) FROM versions WHERE bucket=? AND key=?", (r.bucket, r.key)).fetchone()[0]
+    r.seq = (top or 0) + 1
+    r.is_latest = True
+    for blob_id in r.blob_ids():
+        conn.execute("INSERT OR IGNORE INTO blobs(id) VALUES (?)", (blob_id,))
     conn.execute(
-        f"INSERT INTO objects({_OBJECT_COLUMNS}, inline) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        f"INSERT INTO versions({_OBJECT_COLUMNS}, inline) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (r.bucket, r.key, r.version_id, r.size, r.etag, r.last_modified, int(r.delete_marker),
-         _dumps(r.meta), _segments_json(r.segments), r.inline),
+         _dumps(r.meta), _segments_json(r.segments), r.seq, 1, r.inline),
     )
 
 
@@ -469,14 +522,19 @@ def _put_object(
     if conn.execute("SELECT 1 FROM buckets WHERE name=?", (r.bucket,)).fetchone() is None:
         raise KeyError(r.bucket)  # the bucket went away while the body was uploading
     _check_precondition(conn, r.bucket, r.key, expect_etag, expect_absent)
-    _drop_current(conn, r.bucket, r.key, keep=frozenset(r.blob_ids()))
-    for blob_id in r.blob_ids():
-        conn.execute("INSERT OR IGNORE INTO blobs(id) VALUES (?)", (blob_id,))
-    _insert_object(conn, r)
+    if r.version_id == "null":
+        _remove_version(conn, r.bucket, r.key, "null", keep=frozenset(r.blob_ids()))
+    _insert_latest(conn, r)
 
 
-def _delete_object(conn: sqlite3.Connection, bucket: str, key: str) -> ObjectRecord | None:
-    return _drop_current(conn, bucket, key)
+def _delete_version(conn: sqlite3.Connection, bucket: str, key: str, version_id: str) -> ObjectRecord | None:
+    old = _remove_version(conn, bucket, key, version_id)
+    if old is not None and old.is_latest:
+        conn.execute(
+            "UPDATE versions SET is_latest=1 WHERE rowid=(SELECT rowid FROM versions WHERE bucket=? AND key=? "
+            "ORDER BY seq DESC LIMIT 1)", (bucket, key),
+        )
+    return old
 
 
 def _create_upload(conn: sqlite3.Connection, u: Upload) -> None:
@@ -519,8 +577,9 @@ def _complete_upload(
         (u.upload_id, r.bucket, r.key, r.etag, r.last_modified),
     )
     conn.execute("DELETE FROM completed_uploads WHERE completed < ?", (r.last_modified - 86400,))
-    _drop_current(conn, r.bucket, r.key)
-    _insert_object(conn, r)  # the parts' blobs stay in the blobs table: the object now refers to them
+    if r.version_id == "null":
+        _remove_version(conn, r.bucket, r.key, "null")
+    _insert_latest(conn, r)  # the parts' blobs stay in the blobs table: the object now refers to them
 
 
 def _abort_upload(conn: sqlite3.Connection, upload_id: str) -> None:

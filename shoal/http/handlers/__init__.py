@@ -1,5 +1,11 @@
 """One module per family of S3 operations; each exposes ``HANDLERS``: operation name -> coroutine."""
 
-from shoal.http.handlers import buckets, defaults, multipart, objects
+from shoal.http.handlers import buckets, defaults, multipart, objects, versioning
 
-HANDLERS = {**defaults.HANDLERS, **buckets.HANDLERS, **objects.HANDLERS, **multipart.HANDLERS}
+HANDLERS = {
+    **defaults.HANDLERS,
+    **buckets.HANDLERS,
+    **objects.HANDLERS,
+    **multipart.HANDLERS,
+    **versioning.HANDLERS,
+}

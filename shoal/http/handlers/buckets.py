@@ -15,7 +15,7 @@ from shoal.s3.service import S3Service
 from shoal.storage.records import ObjectRecord
 
 
-def _owner(user_id: str, svc: S3Service) -> str:
+def owner_element(user_id: str, svc: S3Service) -> str:
     name = user_id
     for identity in svc.identities.all():
         if identity.user_id == user_id:
@@ -27,7 +27,7 @@ def _owner(user_id: str, svc: S3Service) -> str:
 async def list_buckets(svc: S3Service, req: S3Request) -> web.StreamResponse:
     buckets = svc.list_buckets(req.identity)
     assert req.identity is not None
-    inner = _owner(req.identity.user_id, svc) + "<Buckets>"
+    inner = owner_element(req.identity.user_id, svc) + "<Buckets>"
     inner += "".join(
         "<Bucket>" + xml.el("Name", b.name) + xml.el("CreationDate", xml.iso8601(b.created))
         + xml.el("BucketRegion", b.region) + "</Bucket>"
@@ -71,7 +71,7 @@ async def get_bucket_location(svc: S3Service, req: S3Request) -> web.StreamRespo
 # -- listings -----------------------------------------------------------------------------------------------
 
 
-def _encoder(req: S3Request):
+def encoder(req: S3Request):
     encoding = req.query.get("encoding-type")
     if encoding is None:
         return xml.esc
@@ -100,7 +100,7 @@ def _prefixes(prefixes: list[str], enc) -> str:
 async def list_objects(svc: S3Service, req: S3Request) -> web.StreamResponse:
     assert req.bucket
     q = req.query
-    enc = _encoder(req)
+    enc = encoder(req)
     prefix, delimiter, marker = q.get("prefix", ""), q.get("delimiter", ""), q.get("marker", "")
     max_keys = listing.parse_max_keys(q.get("max-keys"))
     page = listing.list_objects(svc, req.identity, req.bucket, prefix, delimiter, marker, max_keys)
@@ -113,7 +113,7 @@ async def list_objects(svc: S3Service, req: S3Request) -> web.StreamResponse:
         inner += f"<NextMarker>{enc(page.last)}</NextMarker>"
     if "encoding-type" in q:
         inner += xml.el("EncodingType", "url")
-    inner += "".join(_contents(r, enc, _owner(r.meta.get("o", ""), svc)) for r in page.contents)
+    inner += "".join(_contents(r, enc, owner_element(r.meta.get("o", ""), svc)) for r in page.contents)
     inner += _prefixes(page.prefixes, enc)
     return xml_response("ListBucketResult", inner)
 
@@ -133,7 +133,7 @@ def _token_decode(token: str) -> str:
 async def list_objects_v2(svc: S3Service, req: S3Request) -> web.StreamResponse:
     assert req.bucket
     q = req.query
-    enc = _encoder(req)
+    enc = encoder(req)
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     start_after = q.get("start-after", "")
     token = q.get("continuation-token")
@@ -158,39 +158,10 @@ async def list_objects_v2(svc: S3Service, req: S3Request) -> web.StreamResponse:
     if "encoding-type" in q:
         inner += xml.el("EncodingType", "url")
     inner += "".join(
-        _contents(r, enc, _owner(r.meta.get("o", ""), svc) if fetch_owner else None) for r in page.contents
+        _contents(r, enc, owner_element(r.meta.get("o", ""), svc) if fetch_owner else None) for r in page.contents
     )
     inner += _prefixes(page.prefixes, enc)
     return xml_response("ListBucketResult", inner)
-
-
-async def list_object_versions(svc: S3Service, req: S3Request) -> web.StreamResponse:
-    """The unversioned form: every current object is its own only ("null") version."""
-    assert req.bucket
-    q = req.query
-    enc = _encoder(req)
-    prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
-    key_marker = q.get("key-marker", "")
-    max_keys = listing.parse_max_keys(q.get("max-keys"))
-    page = listing.list_objects(svc, req.identity, req.bucket, prefix, delimiter, key_marker, max_keys)
-    inner = xml.el("Name", req.bucket) + f"<Prefix>{enc(prefix)}</Prefix>" + f"<KeyMarker>{enc(key_marker)}</KeyMarker>"
-    inner += xml.el("VersionIdMarker", q.get("version-id-marker", "")) + xml.el("MaxKeys", max_keys)
-    if delimiter:
-        inner += f"<Delimiter>{enc(delimiter)}</Delimiter>"
-    inner += xml.el("IsTruncated", "true" if page.truncated else "false")
-    if page.truncated and page.last is not None:
-        inner += f"<NextKeyMarker>{enc(page.last)}</NextKeyMarker>" + xml.el("NextVersionIdMarker", "null")
-    if "encoding-type" in q:
-        inner += xml.el("EncodingType", "url")
-    for r in page.contents:
-        inner += (
-            "<Version>" + f"<Key>{enc(r.key)}</Key>" + xml.el("VersionId", r.version_id) + xml.el("IsLatest", "true")
-            + xml.el("LastModified", xml.iso8601(r.last_modified)) + xml.el("ETag", f'"{r.etag}"')
-            + xml.el("Size", r.size) + xml.el("StorageClass", r.meta.get("sc", "STANDARD"))
-            + _owner(r.meta.get("o", ""), svc) + "</Version>"
-        )
-    inner += _prefixes(page.prefixes, enc)
-    return xml_response("ListVersionsResult", inner)
 
 
 HANDLERS = {
@@ -201,5 +172,4 @@ HANDLERS = {
     "GetBucketLocation": get_bucket_location,
     "ListObjects": list_objects,
     "ListObjectsV2": list_objects_v2,
-    "ListObjectVersions": list_object_versions,
 }

@@ -57,14 +57,14 @@ async def get_bucket_acl(svc: S3Service, req: S3Request) -> web.StreamResponse:
 
 async def get_object_acl(svc: S3Service, req: S3Request) -> web.StreamResponse:
     assert req.bucket and req.key
-    record = objects.head_object(svc, req.identity, req.bucket, req.key)
+    record = objects.head_object(svc, req.identity, req.bucket, req.key, version_id=req.query.get("versionId"))
     owner = record.meta.get("o", "")
     return xml_response("AccessControlPolicy", _full_control(owner, _display_name(svc, owner)))
 
 
 async def get_object_tagging(svc: S3Service, req: S3Request) -> web.StreamResponse:
     assert req.bucket and req.key
-    objects.head_object(svc, req.identity, req.bucket, req.key)
+    objects.head_object(svc, req.identity, req.bucket, req.key, version_id=req.query.get("versionId"))
     return xml_response("Tagging", "<TagSet></TagSet>")
 
 
@@ -77,7 +77,6 @@ async def preflight(svc: S3Service, req: S3Request) -> web.StreamResponse:
 
 HANDLERS = {
     "PreflightRequest": preflight,
-    "GetBucketVersioning": _empty("VersioningConfiguration"),
     "GetBucketNotificationConfiguration": _empty("NotificationConfiguration"),
     "GetBucketLogging": _empty("BucketLoggingStatus"),
     "GetBucketAccelerateConfiguration": _empty("AccelerateConfiguration"),

@@ -16,7 +16,7 @@ from shoal.http.handlers.objects import (
     object_attributes,
     require_content_length,
 )
-from shoal.s3 import checksums, multipart
+from shoal.s3 import checksums, multipart, objects
 from shoal.s3.listing import parse_max_keys
 from shoal.s3.service import S3Service
 
@@ -105,7 +105,7 @@ async def complete_multipart_upload(svc: S3Service, req: S3Request) -> web.Strea
         inner += xml.el(f"Checksum{algorithm}", value)
     if record.meta.get("ck"):
         inner += xml.el("ChecksumType", record.meta.get("ckt"))
-    return xml_response("CompleteMultipartUploadResult", inner)
+    return xml_response("CompleteMultipartUploadResult", inner, headers=objects.version_header(svc, record))
 
 
 async def abort_multipart_upload(svc: S3Service, req: S3Request) -> web.StreamResponse:

@@ -146,7 +146,7 @@ async def put_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
         svc, req.identity, req.bucket, req.key, req.body, object_attributes(req), checksum,  # type: ignore[arg-type]
         req.header("Content-MD5"), if_match=req.header("If-Match"), if_none_match=req.header("If-None-Match"),
     )
-    headers = {"ETag": f'"{record.etag}"'}
+    headers = {"ETag": f'"{record.etag}"', **objects.version_header(svc, record)}
     if checksum.algorithm:
         headers.update(checksum_headers({checksum.algorithm: record.meta["ck"][checksum.algorithm]}, "FULL_OBJECT"))
     return web.Response(status=200, headers=headers)
@@ -168,7 +168,11 @@ async def copy_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     inner = xml.el("LastModified", xml.iso8601(record.last_modified)) + xml.el("ETag", f'"{record.etag}"')
     for name, value in record.meta.get("ck", {}).items():
         inner += xml.el(f"Checksum{name}", value)
-    return xml_response("CopyObjectResult", inner)
+    headers = objects.version_header(svc, record)
+    source = copy_source(req)
+    if source.version_id:
+        headers["x-amz-copy-source-version-id"] = source.version_id
+    return xml_response("CopyObjectResult", inner, headers=headers)
 
 
 async def _open_pieces(svc: S3Service, record: ObjectRecord, pieces: list[Piece]):
@@ -189,9 +193,10 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     q = req.query
     part_number = q.get("partNumber")
     for attempt in range(5):
-        record = objects.head_object(svc, req.identity, req.bucket, req.key, conditions(req))
+        record = objects.head_object(svc, req.identity, req.bucket, req.key, conditions(req), q.get("versionId"))
         status = 200
         headers = object_headers(record, req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED")
+        headers.update(objects.version_header(svc, record))
         start, length = 0, record.size
         if part_number is not None:
             from shoal.s3.multipart import check_part_number
@@ -279,8 +284,13 @@ async def head_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
 
 async def delete_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     assert req.bucket and req.key
-    await objects.delete_object(svc, req.identity, req.bucket, req.key)
-    return web.Response(status=204)
+    outcome = await objects.delete_object(svc, req.identity, req.bucket, req.key, req.query.get("versionId"))
+    headers = {}
+    if outcome.delete_marker:
+        headers["x-amz-delete-marker"] = "true"
+    if outcome.version_id is not None:
+        headers["x-amz-version-id"] = outcome.version_id
+    return web.Response(status=204, headers=headers)
 
 
 async def delete_objects(svc: S3Service, req: S3Request) -> web.StreamResponse:
@@ -304,8 +314,15 @@ async def delete_objects(svc: S3Service, req: S3Request) -> web.StreamResponse:
             parts.append("<Error>" + xml.el("Key", outcome.key) + xml.el("Code", outcome.error.code)
                          + xml.el("Message", outcome.error.message) + "</Error>")
         elif not quiet:
-            version = xml.el("VersionId", outcome.version_id) if outcome.version_id else ""
-            parts.append("<Deleted>" + xml.el("Key", outcome.key) + version + "</Deleted>")
+            requested_version = dict(keys).get(outcome.key)
+            inner = xml.el("Key", outcome.key)
+            if requested_version is not None:
+                inner += xml.el("VersionId", requested_version)
+            if outcome.delete_marker:
+                inner += xml.el("DeleteMarker", "true")
+                if requested_version is None or requested_version != outcome.version_id:
+                    inner += xml.el("DeleteMarkerVersionId", outcome.version_id)
+            parts.append("<Deleted>" + inner + "</Deleted>")
     return xml_response("DeleteResult", "".join(parts))
 
 
@@ -317,7 +334,7 @@ async def get_object_attributes(svc: S3Service, req: S3Request) -> web.StreamRes
     wanted = {a.strip() for a in req.headers.get("x-amz-object-attributes", "").split(",") if a.strip()}
     if not wanted or not wanted <= ATTRIBUTE_NAMES:
         raise S3Error("InvalidArgument", "Invalid attribute name specified.")
-    record = objects.head_object(svc, req.identity, req.bucket, req.key, conditions(req))
+    record = objects.head_object(svc, req.identity, req.bucket, req.key, conditions(req), req.query.get("versionId"))
     meta = record.meta
     inner = ""
     if "ETag" in wanted:
@@ -347,7 +364,8 @@ async def get_object_attributes(svc: S3Service, req: S3Request) -> web.StreamRes
     if "ObjectSize" in wanted:
         inner += xml.el("ObjectSize", record.size)
     return xml_response("GetObjectAttributesResponse", inner,
-                        headers={"Last-Modified": xml.http_date(record.last_modified)})
+                        headers={"Last-Modified": xml.http_date(record.last_modified),
+                                 **objects.version_header(svc, record)})
 
 
 HANDLERS = {
