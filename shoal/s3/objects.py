@@ -33,6 +33,7 @@ class ObjectAttributes:
     headers: dict[str, str] = field(default_factory=dict)  # Content-Encoding, Cache-Control, ...
     user: dict[str, str] = field(default_factory=dict)  # x-amz-meta-* without the prefix
     storage_class: str = "STANDARD"
+    tags: list[tuple[str, str]] = field(default_factory=list)
 
     def validate(self) -> None:
         size = sum(len(k.encode()) + len(v.encode("utf-8", "surrogateescape")) for k, v in self.user.items())
@@ -51,11 +52,14 @@ class ObjectAttributes:
             meta["u"] = self.user
         if self.storage_class != "STANDARD":
             meta["sc"] = self.storage_class
+        if self.tags:
+            meta["t"] = [list(t) for t in self.tags]
         return meta
 
     @classmethod
     def from_meta(cls, meta: dict) -> ObjectAttributes:
-        return cls(meta.get("ct"), dict(meta.get("h", {})), dict(meta.get("u", {})), meta.get("sc", "STANDARD"))
+        return cls(meta.get("ct"), dict(meta.get("h", {})), dict(meta.get("u", {})), meta.get("sc", "STANDARD"),
+                   [tuple(t) for t in meta.get("t", [])])
 
 
 @dataclass(slots=True)
@@ -462,6 +466,7 @@ async def copy_object(
     source: CopySource,
     replace_metadata: bool,
     attrs: ObjectAttributes,
+    replace_tags: bool = False,
     checksum_algorithm: str | None = None,
     if_match: str | None = None,
     if_none_match: str | None = None,
@@ -482,6 +487,7 @@ async def copy_object(
     else:
         new_attrs = ObjectAttributes.from_meta(src.meta)
         new_attrs.storage_class = attrs.storage_class
+    new_attrs.tags = attrs.tags if replace_tags else [tuple(t) for t in src.meta.get("t", [])]
     new_attrs.validate()
     meta = new_attrs.to_meta(identity.user_id)
     for name in ("ck", "ckt", "p"):

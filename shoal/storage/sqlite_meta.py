@@ -319,6 +319,10 @@ class SqliteMetadataStore:
         """Add a version and make it the latest. A "null" version replaces the key's existing null version."""
         await self._write(_put_object, record, expect_etag, expect_absent)
 
+    async def update_object_meta(self, bucket: str, key: str, version_id: str, changes: dict[str, Any]) -> bool:
+        """Change metadata fields of one version in place (tags, retention...); None values remove a field."""
+        return await self._write(_update_object_meta, bucket, key, version_id, changes)
+
     async def delete_version(self, bucket: str, key: str, version_id: str) -> ObjectRecord | None:
         """Remove one version for good (the next newest becomes latest); None if there was no such version."""
         return await self._write(_delete_version, bucket, key, version_id)
@@ -525,6 +529,25 @@ def _put_object(
     if r.version_id == "null":
         _remove_version(conn, r.bucket, r.key, "null", keep=frozenset(r.blob_ids()))
     _insert_latest(conn, r)
+
+
+def _update_object_meta(
+    conn: sqlite3.Connection, bucket: str, key: str, version_id: str, changes: dict[str, Any]
+) -> bool:
+    row = conn.execute(
+        "SELECT meta FROM versions WHERE bucket=? AND key=? AND version_id=?", (bucket, key, version_id)
+    ).fetchone()
+    if row is None:
+        return False
+    meta = json.loads(row[0])
+    for name, value in changes.items():
+        if value is None:
+            meta.pop(name, None)
+        else:
+            meta[name] = value
+    conn.execute("UPDATE versions SET meta=? WHERE bucket=? AND key=? AND version_id=?",
+                 (_dumps(meta), bucket, key, version_id))
+    return True
 
 
 def _delete_version(conn: sqlite3.Connection, bucket: str, key: str, version_id: str) -> ObjectRecord | None:

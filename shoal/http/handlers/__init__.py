@@ -1,6 +1,6 @@
 """One module per family of S3 operations; each exposes ``HANDLERS``: operation name -> coroutine."""
 
-from shoal.http.handlers import buckets, defaults, multipart, objects, versioning
+from shoal.http.handlers import buckets, defaults, multipart, objects, tagging, versioning
 
 HANDLERS = {
     **defaults.HANDLERS,
@@ -8,4 +8,5 @@ HANDLERS = {
     **objects.HANDLERS,
     **multipart.HANDLERS,
     **versioning.HANDLERS,
+    **tagging.HANDLERS,
 }

@@ -62,12 +62,6 @@ async def get_object_acl(svc: S3Service, req: S3Request) -> web.StreamResponse:
     return xml_response("AccessControlPolicy", _full_control(owner, _display_name(svc, owner)))
 
 
-async def get_object_tagging(svc: S3Service, req: S3Request) -> web.StreamResponse:
-    assert req.bucket and req.key
-    objects.head_object(svc, req.identity, req.bucket, req.key, version_id=req.query.get("versionId"))
-    return xml_response("Tagging", "<TagSet></TagSet>")
-
-
 async def preflight(svc: S3Service, req: S3Request) -> web.StreamResponse:
     """CORS preflight. No bucket has a CORS configuration yet, so every preflight is refused as S3 does."""
     if not req.headers.get("Origin") or not req.headers.get("Access-Control-Request-Method"):
@@ -83,7 +77,6 @@ HANDLERS = {
     "GetBucketRequestPayment": _empty("RequestPaymentConfiguration", "<Payer>BucketOwner</Payer>"),
     "GetBucketCors": _missing("NoSuchCORSConfiguration", "The CORS configuration does not exist"),
     "GetBucketPolicy": _missing("NoSuchBucketPolicy", "The bucket policy does not exist"),
-    "GetBucketTagging": _missing("NoSuchTagSet", "The TagSet does not exist"),
     "GetBucketLifecycleConfiguration": _missing("NoSuchLifecycleConfiguration",
                                                 "The lifecycle configuration does not exist"),
     "GetBucketEncryption": _missing("ServerSideEncryptionConfigurationNotFoundError",
@@ -100,5 +93,4 @@ HANDLERS = {
                                      "The public access block configuration was not found"),
     "GetBucketAcl": get_bucket_acl,
     "GetObjectAcl": get_object_acl,
-    "GetObjectTagging": get_object_tagging,
 }

@@ -14,6 +14,7 @@ from shoal.s3 import checksums, objects
 from shoal.s3.conditions import Conditions, parse_http_date
 from shoal.s3.objects import ChecksumRequest, CopySource, ObjectAttributes, Piece
 from shoal.s3.service import S3Service
+from shoal.s3.tagging import parse_header as tagging_header
 from shoal.storage.records import ObjectRecord
 
 log = logging.getLogger(__name__)
@@ -53,11 +54,13 @@ def object_attributes(req: S3Request) -> ObjectAttributes:
         if low.startswith("x-amz-meta-"):
             meta_name = low[len("x-amz-meta-"):]
             user[meta_name] = f"{user[meta_name]},{value}" if meta_name in user else value
+    tagging = h.get("x-amz-tagging")
     return ObjectAttributes(
         content_type=h.get("Content-Type"),
         headers=headers,
         user=user,
         storage_class=h.get("x-amz-storage-class", "STANDARD"),
+        tags=tagging_header(tagging) if tagging is not None else [],
     )
 
 
@@ -116,6 +119,8 @@ def object_headers(record: ObjectRecord, with_checksums: bool) -> dict[str, str]
         headers[f"x-amz-meta-{name}"] = value
     if "sc" in meta:
         headers["x-amz-storage-class"] = meta["sc"]
+    if meta.get("t"):
+        headers["x-amz-tagging-count"] = str(len(meta["t"]))
     if with_checksums and meta.get("ck"):
         for algorithm, value in meta["ck"].items():
             headers[checksums.HEADER_FOR[algorithm]] = value
@@ -158,10 +163,15 @@ async def copy_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", "Unknown metadata directive.", ArgumentName="x-amz-metadata-directive",
                       ArgumentValue=directive)
+    tag_directive = req.headers.get("x-amz-tagging-directive", "COPY").upper()
+    if tag_directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", "Unknown tagging directive.", ArgumentName="x-amz-tagging-directive",
+                      ArgumentValue=tag_directive)
     await req.read_body(0)
     algorithm = req.headers.get("x-amz-checksum-algorithm")
     record = await objects.copy_object(
         svc, req.identity, req.bucket, req.key, copy_source(req), directive == "REPLACE", object_attributes(req),
+        tag_directive == "REPLACE",
         algorithm.upper() if algorithm else None,
         if_match=req.header("If-Match"), if_none_match=req.header("If-None-Match"),
     )
