@@ -13,6 +13,7 @@ class Identity:
     user_id: str  # canonical id shown as the owner of buckets and objects
     display_name: str
     is_admin: bool = False
+    policy: object | None = None  # an identity policy (shoal.s3.policy.Policy) limiting or extending access
 
     def __repr__(self) -> str:  # never print the secret
         return f"Identity({self.access_key!r}, user_id={self.user_id!r}, admin={self.is_admin})"

@@ -21,6 +21,7 @@ from shoal.errors import S3Error
 from shoal.http import xml
 from shoal.http.authenticate import RequestView, authenticate
 from shoal.http.routing import resolve, split_target
+from shoal.s3 import context
 from shoal.s3.service import S3Service
 
 log = logging.getLogger("shoal.http")
@@ -102,6 +103,22 @@ def parse_query(raw_query: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _request_context(
+    request: web.BaseRequest, view: RequestView, query: dict[str, str], signed: bool
+) -> context.RequestContext:
+    headers = {name: values[0] for name, values in view.headers.items()}
+    version = auth_type = None
+    if signed:
+        authorization = headers.get("authorization", "")
+        if authorization:
+            auth_type = "REST-HEADER"
+            version = "AWS" if authorization.startswith("AWS ") else "AWS4-HMAC-SHA256"
+        else:
+            auth_type = "REST-QUERY-STRING"
+            version = "AWS4-HMAC-SHA256" if "X-Amz-Algorithm" in query else "AWS"
+    return context.RequestContext(request.remote, request.secure, headers, query, version, auth_type)
+
+
 class S3App:
     def __init__(self, service: S3Service, *, domain: str | None = None, region: str = "us-east-1") -> None:
         from shoal.http.handlers import HANDLERS
@@ -173,6 +190,7 @@ class S3App:
             identity, body = None, None
         else:
             identity, body = await authenticate(request, view, self.service.identities)
+        context.current.set(_request_context(request, view, query, identity is not None))
         handler = self.handlers.get(route.operation)
         if handler is None:
             raise S3Error("NotImplemented", f"{route.operation} is not implemented by Shoal yet.")

@@ -1,14 +1,26 @@
-"""Who may do what.
+"""Who may do what: one decision combining identity policies, the bucket policy and ACLs, as AWS does.
 
-For now: a bucket belongs to the user who created it and only that user (or an admin) may act on it;
-requests without credentials are refused. Bucket policies, ACLs and identity policies extend ``authorize``.
+Order of evaluation:
+1. Admins (the root user) may do anything.
+2. An explicit Deny in the caller's identity policy or in the bucket policy refuses the request, except that
+   a bucket's owner can always read, change and delete its policy (so a bad policy can be fixed).
+3. The bucket's owner may do anything with the bucket and its objects.
+4. An Allow in the identity policy or the bucket policy permits it.
+5. An ACL grant on the bucket (bucket-level and write actions) or on the object (object reads and ACLs)
+   permits it, unless the bucket enforces ownership (ACLs disabled) or blocks public ACLs.
+6. Otherwise AccessDenied.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
-from shoal.storage.records import Bucket
+from shoal.s3 import acl, context, policy
+from shoal.storage.records import Bucket, ObjectRecord
+
+POLICY_ACTIONS = {"s3:GetBucketPolicy", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy", "s3:GetBucketPolicyStatus"}
 
 
 def require_identity(identity: Identity | None) -> None:
@@ -17,10 +29,84 @@ def require_identity(identity: Identity | None) -> None:
 
 
 def can_see(identity: Identity, bucket: Bucket) -> bool:
+    """Whether ListBuckets shows the bucket to this identity."""
     return identity.is_admin or bucket.owner == identity.user_id
 
 
-def authorize(identity: Identity | None, bucket: Bucket, action: str) -> None:
-    """Raise AccessDenied unless ``identity`` may perform ``action`` (an IAM action name) on ``bucket``."""
-    if identity is None or not can_see(identity, bucket):
+@lru_cache(maxsize=256)
+def _parsed(text: str) -> policy.Policy:
+    return policy.parse(text, require_principal=False)
+
+
+def bucket_policy(bucket: Bucket) -> policy.Policy | None:
+    text = bucket.config.get("policy")
+    return _parsed(text) if text else None
+
+
+def ownership(bucket: Bucket) -> str:
+    return bucket.config.get("ownership", "ObjectWriter")
+
+
+def public_access_block(bucket: Bucket) -> dict[str, bool]:
+    return bucket.config.get("pab") or {}
+
+
+def bucket_grants(bucket: Bucket) -> list[acl.Grant]:
+    return [tuple(g) for g in bucket.config.get("acl", [])] or acl.owner_only(bucket.owner)  # type: ignore[misc]
+
+
+def object_grants(record: ObjectRecord) -> list[acl.Grant]:
+    return [tuple(g) for g in record.meta.get("acl", [])] or acl.owner_only(record.meta.get("o", ""))  # type: ignore
+
+
+def principal(identity: Identity | None) -> policy.Principal:
+    if identity is None:
+        return policy.Principal(None)
+    return policy.Principal(identity.user_id, identity.access_key, identity.display_name)
+
+
+def authorize(
+    identity: Identity | None,
+    bucket: Bucket,
+    action: str,
+    key: str | None = None,
+    obj: ObjectRecord | None = None,
+    request_tags: list | None = None,
+) -> None:
+    """Raise AccessDenied unless ``identity`` may perform ``action`` (an IAM action name)."""
+    if identity is not None and identity.is_admin:
+        return
+    is_owner = identity is not None and identity.user_id == bucket.owner
+    resource = policy.resource_arn(bucket.name, key)
+    who = principal(identity)
+    keys = context.condition_keys(
+        who.user_id, identity.display_name if identity else None,
+        tags=obj.meta.get("t") if obj is not None else None, request_tags=request_tags,
+    )
+    decisions = []
+    bucket_doc = bucket_policy(bucket)
+    pab = public_access_block(bucket)
+    if bucket_doc is not None:
+        decision = policy.evaluate(bucket_doc, who, action, resource, keys)
+        if decision == "Allow" and pab.get("RestrictPublicBuckets") and not is_owner and policy.is_public(bucket_doc):
+            decision = None  # public policies only grant to the bucket owner's account
+        decisions.append(decision)
+    identity_doc = identity.policy if identity is not None else None
+    if identity_doc is not None:
+        decisions.append(policy.evaluate(identity_doc, who, action, resource, keys))
+    if "Deny" in decisions and not (is_owner and action in POLICY_ACTIONS):
         raise S3Error("AccessDenied")
+    if is_owner or "Allow" in decisions:
+        return
+    if ownership(bucket) != "BucketOwnerEnforced":
+        ignore_public = bool(pab.get("IgnorePublicAcls"))
+        user_id = who.user_id
+        if action in acl.OBJECT_PERMISSION:
+            grants = object_grants(obj) if obj is not None else []
+            permission = acl.OBJECT_PERMISSION[action]
+        else:
+            grants = bucket_grants(bucket)
+            permission = acl.BUCKET_PERMISSION.get(action, "")
+        if permission and acl.allows(grants, user_id, permission, ignore_public=ignore_public):
+            return
+    raise S3Error("AccessDenied")

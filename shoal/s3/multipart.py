@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
-from shoal.s3 import checksums
+from shoal.s3 import access_settings, checksums
 from shoal.s3.ingest import Body, check_content_md5, ingest
 from shoal.s3.names import check_key
 from shoal.s3.objects import (
@@ -21,6 +21,7 @@ from shoal.s3.objects import (
     ObjectAttributes,
     _etag_condition,
     new_version_id,
+    object_owner,
     read_copy_source,
     read_range_bytes,
 )
@@ -34,7 +35,7 @@ MAX_PART_SIZE = 5 * 1024**3
 
 
 def _upload(svc: S3Service, identity: Identity | None, bucket: str, key: str, upload_id: str, action: str) -> Upload:
-    svc.bucket(identity, bucket, action)
+    svc.bucket(identity, bucket, action, key)
     upload = svc.storage.meta.get_upload(bucket, key, upload_id)
     if upload is None:
         raise S3Error("NoSuchUpload", UploadId=upload_id)
@@ -62,10 +63,12 @@ async def create_upload(
     checksum_algorithm: str | None,
     checksum_type: str | None,
 ) -> Upload:
-    svc.bucket(identity, bucket, "s3:PutObject")
+    bucket_record = svc.bucket(identity, bucket, "s3:PutObject", key, request_tags=attrs.tags)
     assert identity is not None
     check_key(key)
     attrs.validate()
+    owner = object_owner(bucket_record, identity)
+    grants = access_settings.grants_from_headers(svc, bucket_record, owner, attrs.acl_headers)
     if checksum_type is not None:
         checksum_type = checksum_type.upper()
         if checksum_type not in ("COMPOSITE", "FULL_OBJECT"):
@@ -79,7 +82,7 @@ async def create_upload(
             raise S3Error("InvalidRequest", f"The FULL_OBJECT checksum type cannot be used with {checksum_algorithm}.")
         if checksum_type == "COMPOSITE" and checksum_algorithm == "CRC64NVME":
             raise S3Error("InvalidRequest", "The COMPOSITE checksum type cannot be used with CRC64NVME.")
-    meta = attrs.to_meta(identity.user_id)
+    meta = attrs.to_meta(owner, grants)
     if checksum_algorithm:
         meta["cka"] = checksum_algorithm
         meta["ckt"] = checksum_type
@@ -220,7 +223,7 @@ async def complete_upload(
     if_match: str | None = None,
     if_none_match: str | None = None,
 ) -> ObjectRecord:
-    bucket_record = svc.bucket(identity, bucket, "s3:PutObject")
+    bucket_record = svc.bucket(identity, bucket, "s3:PutObject", key)
     upload = svc.storage.meta.get_upload(bucket, key, upload_id)
     if upload is None:
         # Completing again what was already completed succeeds while that object is still current.

@@ -26,6 +26,12 @@ def check_bucket_name(name: str) -> None:
         raise S3Error("InvalidBucketName", BucketName=name)
 
 
+def check_version_id(version_id: str | None) -> None:
+    if version_id is not None and (not version_id or len(version_id) > 1024):
+        raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="versionId",
+                      ArgumentValue=version_id)
+
+
 def check_key(key: str) -> None:
     if not key:
         raise S3Error("InvalidArgument", "Object key must not be empty.")

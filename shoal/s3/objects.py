@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
-from shoal.s3 import checksums
+from shoal.s3 import access, access_settings, checksums
 from shoal.s3.conditions import Conditions, evaluate
 from shoal.s3.ingest import Body, Ingested, check_content_md5, ingest
-from shoal.s3.names import check_key
+from shoal.s3.names import check_key, check_version_id
 from shoal.s3.service import S3Service
 from shoal.storage.errors import PreconditionError
 from shoal.storage.records import Bucket, ObjectRecord, Segment
@@ -34,6 +34,7 @@ class ObjectAttributes:
     user: dict[str, str] = field(default_factory=dict)  # x-amz-meta-* without the prefix
     storage_class: str = "STANDARD"
     tags: list[tuple[str, str]] = field(default_factory=list)
+    acl_headers: dict[str, str] = field(default_factory=dict)  # x-amz-acl / x-amz-grant-* as sent
 
     def validate(self) -> None:
         size = sum(len(k.encode()) + len(v.encode("utf-8", "surrogateescape")) for k, v in self.user.items())
@@ -42,8 +43,10 @@ class ObjectAttributes:
         if self.storage_class not in STORAGE_CLASSES:
             raise S3Error("InvalidStorageClass", StorageClassRequested=self.storage_class)
 
-    def to_meta(self, owner: str) -> dict:
+    def to_meta(self, owner: str, grants: list | None = None) -> dict:
         meta: dict = {"o": owner}
+        if grants is not None and grants != [("id", owner, "FULL_CONTROL")]:
+            meta["acl"] = [list(g) for g in grants]
         if self.content_type is not None:
             meta["ct"] = self.content_type
         if self.headers:
@@ -90,6 +93,11 @@ class PutResult:
     record: ObjectRecord
 
 
+def object_owner(bucket: Bucket, identity: Identity) -> str:
+    """Who owns a new object: the writer, unless the bucket enforces bucket-owner ownership."""
+    return bucket.owner if access.ownership(bucket) == "BucketOwnerEnforced" else identity.user_id
+
+
 def versioning(bucket: Bucket) -> str | None:
     """"Enabled", "Suspended", or None for a bucket that never had versioning."""
     return bucket.config.get("versioning")
@@ -98,12 +106,6 @@ def versioning(bucket: Bucket) -> str | None:
 def new_version_id(bucket: Bucket) -> str:
     """A fresh id in a versioning-enabled bucket; "null" otherwise (replacing the key's null version)."""
     return secrets.token_urlsafe(24) if versioning(bucket) == "Enabled" else "null"
-
-
-def check_version_id(version_id: str | None) -> None:
-    if version_id is not None and (not version_id or len(version_id) > 1024):
-        raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="versionId",
-                      ArgumentValue=version_id)
 
 
 def checksum_meta(ingested: Ingested) -> dict:
@@ -122,10 +124,12 @@ async def put_object(
     if_match: str | None = None,
     if_none_match: str | None = None,
 ) -> ObjectRecord:
-    bucket = svc.bucket(identity, bucket_name, "s3:PutObject")
+    bucket = svc.bucket(identity, bucket_name, "s3:PutObject", key, request_tags=attrs.tags)
     assert identity is not None
     check_key(key)
     attrs.validate()
+    owner = object_owner(bucket, identity)
+    grants = access_settings.grants_from_headers(svc, bucket, owner, attrs.acl_headers)
     if if_none_match is not None and if_none_match.strip() != "*":
         raise S3Error("NotImplemented", "If-None-Match on PUT supports only '*'.")
     ingested = await ingest(body, svc.storage.blobs, checksum.algorithms(), inline_limit=svc.inline_limit)
@@ -140,7 +144,7 @@ async def put_object(
             size=ingested.size,
             etag=ingested.etag,
             last_modified=time.time(),
-            meta=attrs.to_meta(identity.user_id) | checksum_meta(ingested),
+            meta=attrs.to_meta(owner, grants) | checksum_meta(ingested),
             segments=[Segment(ingested.writer.blob_id, ingested.size)] if ingested.writer else [],
             inline=ingested.inline,
         )
@@ -181,11 +185,14 @@ def head_object(
     key: str,
     conditions: Conditions | None = None,
     version_id: str | None = None,
+    action: str | None = None,
 ) -> ObjectRecord:
-    """The version a GET or HEAD reads, after access and precondition checks."""
-    svc.bucket(identity, bucket_name, "s3:GetObjectVersion" if version_id else "s3:GetObject")
+    """The version a GET or HEAD reads (or ``action`` is about), after access and precondition checks."""
+    bucket = svc.existing_bucket(bucket_name)
     check_version_id(version_id)
     record = svc.storage.meta.get_object(bucket_name, key, version_id)
+    access.authorize(identity, bucket, action or ("s3:GetObjectVersion" if version_id else "s3:GetObject"), key,
+                     obj=record if record is not None and not record.delete_marker else None)
     if record is None:
         if version_id is not None:
             raise S3Error("NoSuchVersion", Key=key, VersionId=version_id)
@@ -356,17 +363,18 @@ async def _delete(svc: S3Service, bucket: Bucket, key: str, version_id: str | No
 async def delete_object(
     svc: S3Service, identity: Identity | None, bucket_name: str, key: str, version_id: str | None = None
 ) -> DeleteOutcome:
-    bucket = svc.bucket(identity, bucket_name, "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject")
+    bucket = svc.bucket(identity, bucket_name, "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject", key)
     return await _delete(svc, bucket, key, version_id)
 
 
 async def delete_objects(
     svc: S3Service, identity: Identity | None, bucket_name: str, keys: list[tuple[str, str | None]]
 ) -> list[DeleteOutcome]:
-    bucket = svc.bucket(identity, bucket_name, "s3:DeleteObject")
+    bucket = svc.existing_bucket(bucket_name)
 
     async def one(key: str, version_id: str | None) -> DeleteOutcome:
         try:
+            access.authorize(identity, bucket, "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject", key)
             return await _delete(svc, bucket, key, version_id)
         except S3Error as exc:
             return DeleteOutcome(key, version_id, error=exc)
@@ -403,8 +411,10 @@ def parse_copy_source(value: str) -> tuple[str, str, str | None]:
 
 
 def read_copy_source(svc: S3Service, identity: Identity | None, source: CopySource) -> ObjectRecord:
-    svc.bucket(identity, source.bucket, "s3:GetObjectVersion" if source.version_id else "s3:GetObject")
+    bucket = svc.existing_bucket(source.bucket)
     record = svc.storage.meta.get_object(source.bucket, source.key, source.version_id)
+    access.authorize(identity, bucket, "s3:GetObjectVersion" if source.version_id else "s3:GetObject", source.key,
+                     obj=record if record is not None and not record.delete_marker else None)
     if record is None:
         if source.version_id is not None:
             raise S3Error("NoSuchVersion", Key=source.key, VersionId=source.version_id)
@@ -471,7 +481,8 @@ async def copy_object(
     if_match: str | None = None,
     if_none_match: str | None = None,
 ) -> ObjectRecord:
-    bucket = svc.bucket(identity, bucket_name, "s3:PutObject")
+    bucket = svc.bucket(identity, bucket_name, "s3:PutObject", key,
+                        request_tags=attrs.tags if replace_tags else None)
     assert identity is not None
     check_key(key)
     src = read_copy_source(svc, identity, source)
@@ -489,7 +500,8 @@ async def copy_object(
         new_attrs.storage_class = attrs.storage_class
     new_attrs.tags = attrs.tags if replace_tags else [tuple(t) for t in src.meta.get("t", [])]
     new_attrs.validate()
-    meta = new_attrs.to_meta(identity.user_id)
+    owner = object_owner(bucket, identity)
+    meta = new_attrs.to_meta(owner, access_settings.grants_from_headers(svc, bucket, owner, attrs.acl_headers))
     for name in ("ck", "ckt", "p"):
         if name in src.meta:
             meta[name] = src.meta[name]

@@ -6,6 +6,7 @@ Object, listing and multipart operations live in their own modules and take the 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shoal.auth.identities import Identity, IdentityStore
@@ -39,12 +40,18 @@ class S3Service:
 
     # -- lookups used by every operation ----------------------------------------------------------------
 
-    def bucket(self, identity: Identity | None, name: str, action: str) -> Bucket:
-        """The bucket, if it exists and the identity may perform ``action`` on it."""
+    def existing_bucket(self, name: str) -> Bucket:
         bucket = self.storage.meta.get_bucket(name)
         if bucket is None:
             raise S3Error("NoSuchBucket", BucketName=name)
-        access.authorize(identity, bucket, action)
+        return bucket
+
+    def bucket(
+        self, identity: Identity | None, name: str, action: str, key: str | None = None, **details
+    ) -> Bucket:
+        """The bucket, if it exists and the identity may perform ``action`` on it (or on ``key`` in it)."""
+        bucket = self.existing_bucket(name)
+        access.authorize(identity, bucket, action, key, **details)
         return bucket
 
     # -- bucket operations ------------------------------------------------------------------------------
@@ -54,14 +61,19 @@ class S3Service:
         assert identity is not None
         return [b for b in self.storage.meta.list_buckets() if access.can_see(identity, b)]
 
-    async def create_bucket(self, identity: Identity | None, name: str, location: str | None) -> Bucket:
+    async def create_bucket(
+        self, identity: Identity | None, name: str, location: str | None, headers: Mapping[str, str] | None = None
+    ) -> Bucket:
+        from shoal.s3.access_settings import creation_settings  # (it builds on this module)
+
         access.require_identity(identity)
         assert identity is not None
         check_bucket_name(name)
+        config = creation_settings(self, identity.user_id, headers or {})
         region = location or self.region
         if location is not None and location not in VALID_REGIONS and location != self.region:
             raise S3Error("InvalidLocationConstraint", LocationConstraint=location)
-        bucket = Bucket(name=name, owner=identity.user_id, created=time.time(), region=region)
+        bucket = Bucket(name=name, owner=identity.user_id, created=time.time(), region=region, config=config)
         if not await self.storage.meta.create_bucket(bucket):
             existing = self.storage.meta.get_bucket(name)
             if existing is not None and existing.owner == identity.user_id:

@@ -6,7 +6,8 @@ from urllib.parse import parse_qsl
 
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
-from shoal.s3.objects import check_version_id
+from shoal.s3 import access
+from shoal.s3.names import check_version_id
 from shoal.s3.service import S3Service
 from shoal.storage.records import ObjectRecord
 
@@ -50,9 +51,14 @@ def object_tags(record: ObjectRecord) -> Tags:
     return [tuple(t) for t in record.meta.get("t", [])]  # type: ignore[misc]
 
 
-def _version(svc: S3Service, bucket: str, key: str, version_id: str | None) -> ObjectRecord:
+def _version(
+    svc: S3Service, identity: Identity | None, bucket: str, key: str, version_id: str | None, action: str
+) -> ObjectRecord:
     check_version_id(version_id)
+    bucket_record = svc.existing_bucket(bucket)
     record = svc.storage.meta.get_object(bucket, key, version_id)
+    access.authorize(identity, bucket_record, action, key,
+                     obj=record if record is not None and not record.delete_marker else None)
     if record is None:
         if version_id is not None:
             raise S3Error("NoSuchVersion", Key=key, VersionId=version_id)
@@ -68,15 +74,15 @@ def _version(svc: S3Service, bucket: str, key: str, version_id: str | None) -> O
 def get_object_tags(
     svc: S3Service, identity: Identity | None, bucket: str, key: str, version_id: str | None
 ) -> ObjectRecord:
-    svc.bucket(identity, bucket, "s3:GetObjectVersionTagging" if version_id else "s3:GetObjectTagging")
-    return _version(svc, bucket, key, version_id)
+    action = "s3:GetObjectVersionTagging" if version_id else "s3:GetObjectTagging"
+    return _version(svc, identity, bucket, key, version_id, action)
 
 
 async def set_object_tags(
     svc: S3Service, identity: Identity | None, bucket: str, key: str, version_id: str | None, tags: Tags | None
 ) -> ObjectRecord:
-    svc.bucket(identity, bucket, "s3:PutObjectVersionTagging" if version_id else "s3:PutObjectTagging")
-    record = _version(svc, bucket, key, version_id)
+    action = "s3:PutObjectVersionTagging" if version_id else "s3:PutObjectTagging"
+    record = _version(svc, identity, bucket, key, version_id, action)
     if tags is not None:
         validate(tags, MAX_OBJECT_TAGS)
     await svc.storage.meta.update_object_meta(bucket, key, record.version_id, {"t": [list(t) for t in tags or []]

@@ -45,7 +45,7 @@ async def create_bucket(svc: S3Service, req: S3Request) -> web.StreamResponse:
         if root.tag != "CreateBucketConfiguration":
             raise S3Error("MalformedXML")
         location = xml.child_text(root, "LocationConstraint") or None
-    await svc.create_bucket(req.identity, req.bucket, location)
+    await svc.create_bucket(req.identity, req.bucket, location, req.headers)
     return web.Response(status=200, headers={"Location": f"/{req.bucket}"})
 
 

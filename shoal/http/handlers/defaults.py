@@ -9,9 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from shoal.errors import S3Error
-from shoal.http import xml
 from shoal.http.app import S3Request, xml_response
-from shoal.s3 import objects
 from shoal.s3.service import S3Service
 
 
@@ -33,35 +31,6 @@ def _empty(root: str, inner: str = ""):
     return handler
 
 
-def _full_control(owner_id: str, name: str) -> str:
-    owner = xml.el("ID", owner_id) + xml.el("DisplayName", name)
-    grant = (
-        '<Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">'
-        + owner + "</Grantee><Permission>FULL_CONTROL</Permission></Grant>"
-    )
-    return f"<Owner>{owner}</Owner><AccessControlList>{grant}</AccessControlList>"
-
-
-def _display_name(svc: S3Service, user_id: str) -> str:
-    for identity in svc.identities.all():
-        if identity.user_id == user_id:
-            return identity.display_name
-    return user_id
-
-
-async def get_bucket_acl(svc: S3Service, req: S3Request) -> web.StreamResponse:
-    assert req.bucket
-    bucket = svc.bucket(req.identity, req.bucket, "s3:GetBucketAcl")
-    return xml_response("AccessControlPolicy", _full_control(bucket.owner, _display_name(svc, bucket.owner)))
-
-
-async def get_object_acl(svc: S3Service, req: S3Request) -> web.StreamResponse:
-    assert req.bucket and req.key
-    record = objects.head_object(svc, req.identity, req.bucket, req.key, version_id=req.query.get("versionId"))
-    owner = record.meta.get("o", "")
-    return xml_response("AccessControlPolicy", _full_control(owner, _display_name(svc, owner)))
-
-
 async def preflight(svc: S3Service, req: S3Request) -> web.StreamResponse:
     """CORS preflight. No bucket has a CORS configuration yet, so every preflight is refused as S3 does."""
     if not req.headers.get("Origin") or not req.headers.get("Access-Control-Request-Method"):
@@ -76,7 +45,6 @@ HANDLERS = {
     "GetBucketAccelerateConfiguration": _empty("AccelerateConfiguration"),
     "GetBucketRequestPayment": _empty("RequestPaymentConfiguration", "<Payer>BucketOwner</Payer>"),
     "GetBucketCors": _missing("NoSuchCORSConfiguration", "The CORS configuration does not exist"),
-    "GetBucketPolicy": _missing("NoSuchBucketPolicy", "The bucket policy does not exist"),
     "GetBucketLifecycleConfiguration": _missing("NoSuchLifecycleConfiguration",
                                                 "The lifecycle configuration does not exist"),
     "GetBucketEncryption": _missing("ServerSideEncryptionConfigurationNotFoundError",
@@ -87,10 +55,4 @@ HANDLERS = {
                                  "configuration"),
     "GetBucketReplication": _missing("ReplicationConfigurationNotFoundError",
                                      "The replication configuration was not found"),
-    "GetBucketOwnershipControls": _missing("OwnershipControlsNotFoundError",
-                                           "The bucket ownership controls were not found"),
-    "GetPublicAccessBlock": _missing("NoSuchPublicAccessBlockConfiguration",
-                                     "The public access block configuration was not found"),
-    "GetBucketAcl": get_bucket_acl,
-    "GetObjectAcl": get_object_acl,
 }

@@ -11,6 +11,7 @@ from shoal.errors import S3Error
 from shoal.http import xml
 from shoal.http.app import S3Request, xml_response
 from shoal.s3 import checksums, objects
+from shoal.s3.acl import GRANT_HEADERS
 from shoal.s3.conditions import Conditions, parse_http_date
 from shoal.s3.objects import ChecksumRequest, CopySource, ObjectAttributes, Piece
 from shoal.s3.service import S3Service
@@ -61,6 +62,7 @@ def object_attributes(req: S3Request) -> ObjectAttributes:
         user=user,
         storage_class=h.get("x-amz-storage-class", "STANDARD"),
         tags=tagging_header(tagging) if tagging is not None else [],
+        acl_headers={n: h[n] for n in ("x-amz-acl", *GRANT_HEADERS) if n in h},
     )
 
 
