@@ -434,7 +434,8 @@ def test_lifecycle_apply_command(make_server):
     put_rules(s3, b, [_rule(ID="past", Filter={"Prefix": "old/"},
                             Expiration={"Date": datetime.datetime(2020, 1, 1, tzinfo=UTC)})])
     assert keys(s3, b) == {"old/a", "old/b", "new/a"}
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout's shoal, not an installed one
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
     done = subprocess.run([sys.executable, "-m", "shoal", "lifecycle", "apply", b, srv.data_dir],
                           capture_output=True, text=True, env=env, timeout=30)
     assert done.returncode == 0, done.stderr
