@@ -15,6 +15,7 @@ from aiohttp import web
 
 from shoal.auth.identities import Identity, IdentityStore, canonical_id
 from shoal.http.app import S3App
+from shoal.lifecycle import LifecycleWorker
 from shoal.s3.service import S3Service
 from shoal.storage.engine import Storage
 
@@ -51,6 +52,8 @@ class ServerSettings:
     durable: bool = True
     shutdown_timeout: float = 30.0
     access_log: bool = False
+    lifecycle_day_seconds: float = 86400.0  # how long a lifecycle "day" lasts (scaled down for tests)
+    lifecycle_interval: float = 60.0  # seconds between lifecycle passes; 0 disables the worker
 
     def identities(self) -> IdentityStore:
         store = IdentityStore()
@@ -82,9 +85,11 @@ def _health_routes(app: S3App) -> None:
         app.extra_routes[path] = ok
 
 
-async def serve(settings: ServerSettings, reuse_port: bool = False) -> None:
+async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: bool = True) -> None:
+    """Serve until SIGTERM/SIGINT. ``lifecycle``: run the lifecycle worker here (in one process of several)."""
     storage = Storage.open_local(settings.data_dir, durable=settings.durable)
-    service = S3Service(storage, settings.identities(), region=settings.region)
+    service = S3Service(storage, settings.identities(), region=settings.region,
+                        lifecycle_day_seconds=settings.lifecycle_day_seconds)
     app = S3App(service, domain=settings.domain, region=settings.region)
     _health_routes(app)
     server = web.Server(
@@ -100,20 +105,27 @@ async def serve(settings: ServerSettings, reuse_port: bool = False) -> None:
     site = web.SockSite(runner, sock)
     await site.start()
     storage.start_background()
+    worker = None
+    if lifecycle and settings.lifecycle_interval > 0:
+        worker = LifecycleWorker(storage, day_seconds=settings.lifecycle_day_seconds,
+                                 interval=settings.lifecycle_interval)
+        worker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down: finishing in-flight requests")
+    if worker is not None:
+        await worker.stop()  # its writes already submitted still commit; their garbage is collected below
     await runner.cleanup()  # stops accepting, waits for running handlers up to shutdown_timeout
     await storage.stop_background()
     storage.close()
 
 
-def _worker_main(settings: ServerSettings) -> None:
+def _worker_main(settings: ServerSettings, lifecycle: bool) -> None:
     configure_logging(settings)
-    asyncio.run(serve(settings, reuse_port=True))
+    asyncio.run(serve(settings, reuse_port=True, lifecycle=lifecycle))
 
 
 def configure_logging(settings: ServerSettings) -> None:
@@ -146,7 +158,10 @@ def run(settings: ServerSettings) -> None:
         asyncio.run(serve(settings))
         return
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_worker_main, args=(settings,), daemon=False) for _ in range(settings.workers)]
+    # Only the first worker runs the lifecycle worker: one pass at a time is enough (and all its writes are
+    # conditional, so even overlapping passes could not delete anything twice or wrongly).
+    workers = [ctx.Process(target=_worker_main, args=(settings, i == 0), daemon=False)
+               for i in range(settings.workers)]
     for w in workers:
         w.start()
 

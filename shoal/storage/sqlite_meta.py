@@ -327,6 +327,22 @@ class SqliteMetadataStore:
         """Remove one version for good (the next newest becomes latest); None if there was no such version."""
         return await self._write(_delete_version, bucket, key, version_id)
 
+    # -- lifecycle: deletions that happen only if nothing changed since the rules were evaluated -----------
+
+    async def expire_version(self, record: ObjectRecord, alone: bool = False) -> bool:
+        """Remove this version for good if it is still exactly as read (same seq and mtime, still current or
+        still noncurrent) and, with ``alone``, is the key's only version. False if anything changed."""
+        return await self._write(_expire_version, record, alone)
+
+    async def expire_current(self, current: ObjectRecord, marker: ObjectRecord) -> bool:
+        """Make ``marker`` the current version if ``current`` still is (a "null" marker replaces the null
+        version, as a DELETE does in a versioning-suspended bucket). False if another version came first."""
+        return await self._write(_expire_current, current, marker)
+
+    async def expire_upload(self, upload: Upload) -> bool:
+        """Abort this multipart upload if it is still in progress; False if it was completed or aborted."""
+        return await self._write(_expire_upload, upload)
+
     # -- multipart ---------------------------------------------------------------------------------------
 
     async def create_upload(self, upload: Upload) -> None:
@@ -558,6 +574,42 @@ def _delete_version(conn: sqlite3.Connection, bucket: str, key: str, version_id:
             "ORDER BY seq DESC LIMIT 1)", (bucket, key),
         )
     return old
+
+
+def _same_version(conn: sqlite3.Connection, r: ObjectRecord) -> bool:
+    row = conn.execute(
+        "SELECT seq, mtime, is_latest FROM versions WHERE bucket=? AND key=? AND version_id=?",
+        (r.bucket, r.key, r.version_id),
+    ).fetchone()
+    return row is not None and row[0] == r.seq and row[1] == r.last_modified and bool(row[2]) == r.is_latest
+
+
+def _expire_version(conn: sqlite3.Connection, r: ObjectRecord, alone: bool) -> bool:
+    if not _same_version(conn, r):
+        return False
+    if alone and conn.execute("SELECT count(*) FROM versions WHERE bucket=? AND key=?",
+                              (r.bucket, r.key)).fetchone()[0] != 1:
+        return False
+    _delete_version(conn, r.bucket, r.key, r.version_id)
+    return True
+
+
+def _expire_current(conn: sqlite3.Connection, current: ObjectRecord, marker: ObjectRecord) -> bool:
+    if not current.is_latest or not _same_version(conn, current):
+        return False
+    if marker.version_id == "null":
+        _remove_version(conn, marker.bucket, marker.key, "null")
+    _insert_latest(conn, marker)
+    return True
+
+
+def _expire_upload(conn: sqlite3.Connection, u: Upload) -> bool:
+    row = conn.execute("SELECT initiated FROM uploads WHERE upload_id=? AND bucket=? AND key=?",
+                       (u.upload_id, u.bucket, u.key)).fetchone()
+    if row is None or row[0] != u.initiated:
+        return False
+    _abort_upload(conn, u.upload_id)
+    return True
 
 
 def _create_upload(conn: sqlite3.Connection, u: Upload) -> None:

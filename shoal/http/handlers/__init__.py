@@ -1,6 +1,6 @@
 """One module per family of S3 operations; each exposes ``HANDLERS``: operation name -> coroutine."""
 
-from shoal.http.handlers import access, buckets, defaults, multipart, objects, tagging, versioning
+from shoal.http.handlers import access, buckets, defaults, lifecycle, multipart, objects, tagging, versioning
 
 HANDLERS = {
     **defaults.HANDLERS,
@@ -10,4 +10,5 @@ HANDLERS = {
     **versioning.HANDLERS,
     **tagging.HANDLERS,
     **access.HANDLERS,
+    **lifecycle.HANDLERS,
 }

@@ -45,8 +45,6 @@ HANDLERS = {
     "GetBucketAccelerateConfiguration": _empty("AccelerateConfiguration"),
     "GetBucketRequestPayment": _empty("RequestPaymentConfiguration", "<Payer>BucketOwner</Payer>"),
     "GetBucketCors": _missing("NoSuchCORSConfiguration", "The CORS configuration does not exist"),
-    "GetBucketLifecycleConfiguration": _missing("NoSuchLifecycleConfiguration",
-                                                "The lifecycle configuration does not exist"),
     "GetBucketEncryption": _missing("ServerSideEncryptionConfigurationNotFoundError",
                                     "The server side encryption configuration was not found"),
     "GetObjectLockConfiguration": _missing("ObjectLockConfigurationNotFoundError",

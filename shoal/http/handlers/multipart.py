@@ -17,6 +17,7 @@ from shoal.http.handlers.objects import (
     require_content_length,
 )
 from shoal.s3 import checksums, multipart, objects
+from shoal.s3.lifecycle import expiration_header
 from shoal.s3.listing import parse_max_keys
 from shoal.s3.service import S3Service
 
@@ -105,7 +106,8 @@ async def complete_multipart_upload(svc: S3Service, req: S3Request) -> web.Strea
         inner += xml.el(f"Checksum{algorithm}", value)
     if record.meta.get("ck"):
         inner += xml.el("ChecksumType", record.meta.get("ckt"))
-    return xml_response("CompleteMultipartUploadResult", inner, headers=objects.version_header(svc, record))
+    headers = objects.version_header(svc, record) | expiration_header(svc, record)
+    return xml_response("CompleteMultipartUploadResult", inner, headers=headers)
 
 
 async def abort_multipart_upload(svc: S3Service, req: S3Request) -> web.StreamResponse:

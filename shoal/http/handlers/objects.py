@@ -13,6 +13,7 @@ from shoal.http.app import S3Request, xml_response
 from shoal.s3 import checksums, objects
 from shoal.s3.acl import GRANT_HEADERS
 from shoal.s3.conditions import Conditions, parse_http_date
+from shoal.s3.lifecycle import expiration_header
 from shoal.s3.objects import ChecksumRequest, CopySource, ObjectAttributes, Piece
 from shoal.s3.service import S3Service
 from shoal.s3.tagging import parse_header as tagging_header
@@ -153,7 +154,7 @@ async def put_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
         svc, req.identity, req.bucket, req.key, req.body, object_attributes(req), checksum,  # type: ignore[arg-type]
         req.header("Content-MD5"), if_match=req.header("If-Match"), if_none_match=req.header("If-None-Match"),
     )
-    headers = {"ETag": f'"{record.etag}"', **objects.version_header(svc, record)}
+    headers = {"ETag": f'"{record.etag}"', **objects.version_header(svc, record), **expiration_header(svc, record)}
     if checksum.algorithm:
         headers.update(checksum_headers({checksum.algorithm: record.meta["ck"][checksum.algorithm]}, "FULL_OBJECT"))
     return web.Response(status=200, headers=headers)
@@ -180,7 +181,7 @@ async def copy_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     inner = xml.el("LastModified", xml.iso8601(record.last_modified)) + xml.el("ETag", f'"{record.etag}"')
     for name, value in record.meta.get("ck", {}).items():
         inner += xml.el(f"Checksum{name}", value)
-    headers = objects.version_header(svc, record)
+    headers = objects.version_header(svc, record) | expiration_header(svc, record)
     source = copy_source(req)
     if source.version_id:
         headers["x-amz-copy-source-version-id"] = source.version_id
@@ -209,6 +210,7 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
         status = 200
         headers = object_headers(record, req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED")
         headers.update(objects.version_header(svc, record))
+        headers.update(expiration_header(svc, record))
         start, length = 0, record.size
         if part_number is not None:
             from shoal.s3.multipart import check_part_number
