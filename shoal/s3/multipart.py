@@ -19,9 +19,10 @@ from shoal.s3.objects import (
     ChecksumRequest,
     CopySource,
     ObjectAttributes,
-    _etag_condition,
+    etag_condition,
     new_version_id,
     object_owner,
+    precondition_error,
     read_copy_source,
     read_range_bytes,
 )
@@ -287,12 +288,12 @@ async def complete_upload(
         segments=[Segment(p.blob_id, p.size) for p in chosen],
     )
     try:
-        await svc.storage.meta.complete_upload(upload, record, expect_etag=_etag_condition(if_match),
-                                               expect_absent=if_none_match is not None)
+        await svc.storage.meta.complete_upload(upload, record, if_match=etag_condition(if_match),
+                                               if_none_match=etag_condition(if_none_match))
     except NoSuchUploadError:
         raise S3Error("NoSuchUpload", UploadId=upload_id) from None
-    except PreconditionError:
-        raise S3Error("PreconditionFailed", Condition="If-Match" if if_match else "If-None-Match") from None
+    except PreconditionError as exc:
+        raise precondition_error(exc, key) from None
     svc.storage.garbage_made()
     return record
 

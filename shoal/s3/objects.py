@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -15,7 +14,7 @@ from shoal.s3.ingest import Body, Ingested, check_content_md5, ingest
 from shoal.s3.names import check_key, check_version_id
 from shoal.s3.service import S3Service
 from shoal.storage.errors import PreconditionError
-from shoal.storage.records import Bucket, ObjectRecord, Segment
+from shoal.storage.records import NEW_VERSION, Bucket, ObjectRecord, Segment
 
 MAX_USER_METADATA = 2048  # bytes of x-amz-meta-* names and values, as S3
 STORAGE_CLASSES = {
@@ -104,8 +103,9 @@ def versioning(bucket: Bucket) -> str | None:
 
 
 def new_version_id(bucket: Bucket) -> str:
-    """A fresh id in a versioning-enabled bucket; "null" otherwise (replacing the key's null version)."""
-    return secrets.token_urlsafe(24) if versioning(bucket) == "Enabled" else "null"
+    """A fresh id (the store assigns it) in a versioning-enabled bucket; "null" otherwise (replacing the
+    key's null version)."""
+    return NEW_VERSION if versioning(bucket) == "Enabled" else "null"
 
 
 def checksum_meta(ingested: Ingested) -> dict:
@@ -130,8 +130,6 @@ async def put_object(
     attrs.validate()
     owner = object_owner(bucket, identity)
     grants = access_settings.grants_from_headers(svc, bucket, owner, attrs.acl_headers)
-    if if_none_match is not None and if_none_match.strip() != "*":
-        raise S3Error("NotImplemented", "If-None-Match on PUT supports only '*'.")
     ingested = await ingest(body, svc.storage.blobs, checksum.algorithms(), inline_limit=svc.inline_limit)
     try:
         check_content_md5(content_md5, ingested.md5)
@@ -161,21 +159,28 @@ async def commit_object(
     try:
         await svc.storage.meta.put_object(
             record,
-            expect_etag=_etag_condition(if_match),
-            expect_absent=if_none_match is not None,
+            if_match=etag_condition(if_match),
+            if_none_match=etag_condition(if_none_match),
         )
-    except PreconditionError:
-        raise S3Error("PreconditionFailed", Condition="If-Match" if if_match else "If-None-Match") from None
+    except PreconditionError as exc:
+        raise precondition_error(exc, record.key) from None
     except KeyError:
         raise S3Error("NoSuchBucket", BucketName=record.bucket) from None
     svc.storage.garbage_made()
 
 
-def _etag_condition(if_match: str | None) -> str | None:
-    if if_match is None:
+def etag_condition(header: str | None) -> str | None:
+    """An If-Match / If-None-Match header value as the store compares it: "*" or an unquoted ETag."""
+    if header is None:
         return None
-    value = if_match.strip()
+    value = header.strip()
     return "*" if value == "*" else value.strip('"')
+
+
+def precondition_error(exc: PreconditionError, key: str) -> S3Error:
+    if exc.args and exc.args[0] == "missing":
+        return S3Error("NoSuchKey", Key=key)  # If-Match on a key that does not exist
+    return S3Error("PreconditionFailed", Condition=str(exc.args[0]) if exc.args else "If-Match")
 
 
 def head_object(

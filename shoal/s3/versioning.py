@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
 from shoal.s3.service import S3Service
-from shoal.storage.records import Bucket, ObjectRecord
+from shoal.storage.records import Bucket, ObjectRecord, version_sequence
 from shoal.storage.sqlite_meta import prefix_upper_bound
 
 _BATCH = 1000
@@ -54,10 +54,8 @@ def list_versions(
     after_key, after_seq, inclusive = key_marker, None, False
     if key_marker and version_marker:
         marker = meta.get_object(bucket_name, key_marker, version_marker)
-        if marker is None:
-            raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="version-id-marker",
-                          ArgumentValue=version_marker)
-        after_seq = marker.seq
+        # A marker deleted since the previous page still says where it stood: its id encodes its position.
+        after_seq = marker.seq if marker is not None else version_sequence(version_marker)
     elif version_marker and not key_marker:
         raise S3Error("InvalidArgument", "A version-id marker cannot be specified without a key marker.",
                       ArgumentName="version-id-marker", ArgumentValue=version_marker)

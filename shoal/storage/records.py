@@ -5,6 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# Version id placeholder: the store assigns a fresh id when it commits the version.
+NEW_VERSION = ""
+
+
+def version_sequence(version_id: str) -> int | None:
+    """The position encoded in an id the store assigned (None for "null" and foreign ids)."""
+    head = version_id[:8]
+    if len(version_id) > 8 and all(c in "0123456789abcdef" for c in head):
+        return int(head, 16)
+    return None
+
 
 @dataclass(slots=True)
 class Segment:

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import queue
+import secrets
 import sqlite3
 import threading
 import time
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shoal.storage.errors import BucketNotEmptyError, NoSuchUploadError, PreconditionError
-from shoal.storage.records import Bucket, ObjectRecord, Part, Segment, Upload
+from shoal.storage.records import NEW_VERSION, Bucket, ObjectRecord, Part, Segment, Upload
 
 log = logging.getLogger(__name__)
 
@@ -314,10 +315,10 @@ class SqliteMetadataStore:
         return records + [_object_from_row(r) for r in conn.execute(sql, args)]
 
     async def put_object(
-        self, record: ObjectRecord, expect_etag: str | None = None, expect_absent: bool = False
+        self, record: ObjectRecord, if_match: str | None = None, if_none_match: str | None = None
     ) -> None:
         """Add a version and make it the latest. A "null" version replaces the key's existing null version."""
-        await self._write(_put_object, record, expect_etag, expect_absent)
+        await self._write(_put_object, record, if_match, if_none_match)
 
     async def update_object_meta(self, bucket: str, key: str, version_id: str, changes: dict[str, Any]) -> bool:
         """Change metadata fields of one version in place (tags, retention...); None values remove a field."""
@@ -396,10 +397,10 @@ class SqliteMetadataStore:
         return [Part(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
 
     async def complete_upload(
-        self, upload: Upload, record: ObjectRecord, expect_etag: str | None = None,
-        expect_absent: bool = False,
+        self, upload: Upload, record: ObjectRecord, if_match: str | None = None,
+        if_none_match: str | None = None,
     ) -> None:
-        await self._write(_complete_upload, upload, record, expect_etag, expect_absent)
+        await self._write(_complete_upload, upload, record, if_match, if_none_match)
 
     async def abort_upload(self, upload: Upload) -> None:
         await self._write(_abort_upload, upload.upload_id)
@@ -487,18 +488,22 @@ def _set_bucket_config(conn: sqlite3.Connection, name: str, key: str, value: obj
 
 
 def _check_precondition(
-    conn: sqlite3.Connection, bucket: str, key: str, expect_etag: str | None, expect_absent: bool
+    conn: sqlite3.Connection, bucket: str, key: str, if_match: str | None, if_none_match: str | None
 ) -> None:
-    if expect_etag is None and not expect_absent:
+    """Conditional writes, checked inside the write's transaction (values: "*" or an unquoted ETag)."""
+    if if_match is None and if_none_match is None:
         return
     row = conn.execute(
         "SELECT etag, delete_marker FROM versions WHERE bucket=? AND key=? AND is_latest=1", (bucket, key)
     ).fetchone()
     exists = row is not None and not row[1]
-    if expect_absent and exists:
+    if if_none_match is not None and exists and if_none_match in ("*", row[0]):
         raise PreconditionError("If-None-Match")
-    if expect_etag is not None and (not exists or (expect_etag != "*" and row[0] != expect_etag)):
-        raise PreconditionError("If-Match")
+    if if_match is not None:
+        if not exists:
+            raise PreconditionError("missing")
+        if if_match not in ("*", row[0]):
+            raise PreconditionError("If-Match")
 
 
 def _release_blobs(conn: sqlite3.Connection, blob_ids: list[str]) -> None:
@@ -527,6 +532,10 @@ def _insert_latest(conn: sqlite3.Connection, r: ObjectRecord) -> None:
     top = conn.execute("SELECT max(seq) FROM versions WHERE bucket=? AND key=?", (r.bucket, r.key)).fetchone()[0]
     r.seq = (top or 0) + 1
     r.is_latest = True
+    if r.version_id == NEW_VERSION:
+        # The id starts with the version's position, so a listing can resume after a version even once that
+        # version has been deleted (ListObjectVersions markers are positions, not lookups).
+        r.version_id = f"{r.seq:08x}{secrets.token_urlsafe(18)}"
     for blob_id in r.blob_ids():
         conn.execute("INSERT OR IGNORE INTO blobs(id) VALUES (?)", (blob_id,))
     conn.execute(
@@ -537,11 +546,11 @@ def _insert_latest(conn: sqlite3.Connection, r: ObjectRecord) -> None:
 
 
 def _put_object(
-    conn: sqlite3.Connection, r: ObjectRecord, expect_etag: str | None, expect_absent: bool
+    conn: sqlite3.Connection, r: ObjectRecord, if_match: str | None, if_none_match: str | None
 ) -> None:
     if conn.execute("SELECT 1 FROM buckets WHERE name=?", (r.bucket,)).fetchone() is None:
         raise KeyError(r.bucket)  # the bucket went away while the body was uploading
-    _check_precondition(conn, r.bucket, r.key, expect_etag, expect_absent)
+    _check_precondition(conn, r.bucket, r.key, if_match, if_none_match)
     if r.version_id == "null":
         _remove_version(conn, r.bucket, r.key, "null", keep=frozenset(r.blob_ids()))
     _insert_latest(conn, r)
@@ -636,11 +645,11 @@ def _put_part(conn: sqlite3.Connection, p: Part) -> None:
 
 
 def _complete_upload(
-    conn: sqlite3.Connection, u: Upload, r: ObjectRecord, expect_etag: str | None, expect_absent: bool
+    conn: sqlite3.Connection, u: Upload, r: ObjectRecord, if_match: str | None, if_none_match: str | None
 ) -> None:
     if conn.execute("SELECT 1 FROM uploads WHERE upload_id=?", (u.upload_id,)).fetchone() is None:
         raise NoSuchUploadError(u.upload_id)
-    _check_precondition(conn, r.bucket, r.key, expect_etag, expect_absent)
+    _check_precondition(conn, r.bucket, r.key, if_match, if_none_match)
     used = set(r.blob_ids())
     all_parts = conn.execute("SELECT blob_id FROM parts WHERE upload_id=?", (u.upload_id,)).fetchall()
     unused = [b for (b,) in all_parts if b not in used]
