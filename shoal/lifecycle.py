@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from shoal.s3 import object_lock
 from shoal.s3.lifecycle import DAY, Action, Rule, bucket_rules, plan_key, plan_upload, scan_prefixes
 from shoal.s3.objects import new_version_id, versioning
 from shoal.storage.engine import Storage
@@ -178,6 +179,8 @@ class LifecycleWorker:
     async def _apply(self, bucket: Bucket, action: Action, stats: PassStats) -> None:
         meta = self.storage.meta
         record = action.record
+        if action.kind in ("delete", "noncurrent") and object_lock.is_protected(record):
+            return  # retention or a legal hold outranks lifecycle, as in S3
         if action.kind == "expire":
             marker = ObjectRecord(bucket.name, record.key, new_version_id(bucket), 0, "", time.time(), {},
                                   delete_marker=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
-from shoal.s3 import access_settings, checksums
+from shoal.s3 import access_settings, checksums, object_lock
 from shoal.s3.ingest import Body, check_content_md5, ingest
 from shoal.s3.names import check_key
 from shoal.s3.objects import (
@@ -84,6 +84,7 @@ async def create_upload(
         if checksum_type == "COMPOSITE" and checksum_algorithm == "CRC64NVME":
             raise S3Error("InvalidRequest", "The COMPOSITE checksum type cannot be used with CRC64NVME.")
     meta = attrs.to_meta(owner, grants)
+    meta |= object_lock.write_settings(bucket_record, attrs.lock_mode, attrs.lock_until, attrs.legal_hold)
     if checksum_algorithm:
         meta["cka"] = checksum_algorithm
         meta["ckt"] = checksum_type

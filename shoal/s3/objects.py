@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
-from shoal.s3 import access, access_settings, checksums
+from shoal.s3 import access, access_settings, checksums, object_lock
 from shoal.s3.conditions import Conditions, evaluate
 from shoal.s3.ingest import Body, Ingested, check_content_md5, ingest
 from shoal.s3.names import check_key, check_version_id
@@ -34,6 +34,9 @@ class ObjectAttributes:
     storage_class: str = "STANDARD"
     tags: list[tuple[str, str]] = field(default_factory=list)
     acl_headers: dict[str, str] = field(default_factory=dict)  # x-amz-acl / x-amz-grant-* as sent
+    lock_mode: str | None = None  # x-amz-object-lock-mode
+    lock_until: str | None = None  # x-amz-object-lock-retain-until-date
+    legal_hold: str | None = None  # x-amz-object-lock-legal-hold
 
     def validate(self) -> None:
         size = sum(len(k.encode()) + len(v.encode("utf-8", "surrogateescape")) for k, v in self.user.items())
@@ -130,6 +133,7 @@ async def put_object(
     attrs.validate()
     owner = object_owner(bucket, identity)
     grants = access_settings.grants_from_headers(svc, bucket, owner, attrs.acl_headers)
+    lock = object_lock.write_settings(bucket, attrs.lock_mode, attrs.lock_until, attrs.legal_hold)
     ingested = await ingest(body, svc.storage.blobs, checksum.algorithms(), inline_limit=svc.inline_limit)
     try:
         check_content_md5(content_md5, ingested.md5)
@@ -142,7 +146,7 @@ async def put_object(
             size=ingested.size,
             etag=ingested.etag,
             last_modified=time.time(),
-            meta=attrs.to_meta(owner, grants) | checksum_meta(ingested),
+            meta=attrs.to_meta(owner, grants) | checksum_meta(ingested) | lock,
             segments=[Segment(ingested.writer.blob_id, ingested.size)] if ingested.writer else [],
             inline=ingested.inline,
         )
@@ -345,12 +349,18 @@ class DeleteOutcome:
     error: S3Error | None = None
 
 
-async def _delete(svc: S3Service, bucket: Bucket, key: str, version_id: str | None) -> DeleteOutcome:
+async def _delete(
+    svc: S3Service, bucket: Bucket, key: str, version_id: str | None, bypass_governance: bool = False
+) -> DeleteOutcome:
     check_key(key)
     check_version_id(version_id)
     meta = svc.storage.meta
     state = versioning(bucket)
     if version_id is not None:
+        if object_lock.enabled(bucket):
+            target = meta.get_object(bucket.name, key, version_id)
+            if target is not None:
+                object_lock.check_deletable(target, bypass_governance)
         removed = await meta.delete_version(bucket.name, key, version_id)
         svc.storage.garbage_made()
         return DeleteOutcome(key, version_id, bool(removed and removed.delete_marker))
@@ -366,21 +376,23 @@ async def _delete(svc: S3Service, bucket: Bucket, key: str, version_id: str | No
 
 
 async def delete_object(
-    svc: S3Service, identity: Identity | None, bucket_name: str, key: str, version_id: str | None = None
+    svc: S3Service, identity: Identity | None, bucket_name: str, key: str, version_id: str | None = None,
+    bypass_governance: bool = False,
 ) -> DeleteOutcome:
     bucket = svc.bucket(identity, bucket_name, "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject", key)
-    return await _delete(svc, bucket, key, version_id)
+    return await _delete(svc, bucket, key, version_id, bypass_governance)
 
 
 async def delete_objects(
-    svc: S3Service, identity: Identity | None, bucket_name: str, keys: list[tuple[str, str | None]]
+    svc: S3Service, identity: Identity | None, bucket_name: str, keys: list[tuple[str, str | None]],
+    bypass_governance: bool = False,
 ) -> list[DeleteOutcome]:
     bucket = svc.existing_bucket(bucket_name)
 
     async def one(key: str, version_id: str | None) -> DeleteOutcome:
         try:
             access.authorize(identity, bucket, "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject", key)
-            return await _delete(svc, bucket, key, version_id)
+            return await _delete(svc, bucket, key, version_id, bypass_governance)
         except S3Error as exc:
             return DeleteOutcome(key, version_id, error=exc)
 
@@ -507,6 +519,7 @@ async def copy_object(
     new_attrs.validate()
     owner = object_owner(bucket, identity)
     meta = new_attrs.to_meta(owner, access_settings.grants_from_headers(svc, bucket, owner, attrs.acl_headers))
+    meta |= object_lock.write_settings(bucket, attrs.lock_mode, attrs.lock_until, attrs.legal_hold)
     for name in ("ck", "ckt", "p"):
         if name in src.meta:
             meta[name] = src.meta[name]

@@ -71,6 +71,9 @@ class S3Service:
         assert identity is not None
         check_bucket_name(name)
         config = creation_settings(self, identity.user_id, headers or {})
+        if (headers or {}).get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
+            config["object_lock"] = {"enabled": True}
+            config["versioning"] = "Enabled"  # object lock needs versions
         region = location or self.region
         if location is not None and location not in VALID_REGIONS and location != self.region:
             raise S3Error("InvalidLocationConstraint", LocationConstraint=location)

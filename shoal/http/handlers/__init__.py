@@ -1,6 +1,16 @@
 """One module per family of S3 operations; each exposes ``HANDLERS``: operation name -> coroutine."""
 
-from shoal.http.handlers import access, buckets, defaults, lifecycle, multipart, objects, tagging, versioning
+from shoal.http.handlers import (
+    access,
+    buckets,
+    defaults,
+    lifecycle,
+    multipart,
+    object_lock,
+    objects,
+    tagging,
+    versioning,
+)
 
 HANDLERS = {
     **defaults.HANDLERS,
@@ -11,4 +21,5 @@ HANDLERS = {
     **tagging.HANDLERS,
     **access.HANDLERS,
     **lifecycle.HANDLERS,
+    **object_lock.HANDLERS,
 }

@@ -47,8 +47,6 @@ HANDLERS = {
     "GetBucketCors": _missing("NoSuchCORSConfiguration", "The CORS configuration does not exist"),
     "GetBucketEncryption": _missing("ServerSideEncryptionConfigurationNotFoundError",
                                     "The server side encryption configuration was not found"),
-    "GetObjectLockConfiguration": _missing("ObjectLockConfigurationNotFoundError",
-                                           "Object Lock configuration does not exist for this bucket"),
     "GetBucketWebsite": _missing("NoSuchWebsiteConfiguration", "The specified bucket does not have a website "
                                  "configuration"),
     "GetBucketReplication": _missing("ReplicationConfigurationNotFoundError",

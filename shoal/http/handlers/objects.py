@@ -64,6 +64,9 @@ def object_attributes(req: S3Request) -> ObjectAttributes:
         storage_class=h.get("x-amz-storage-class", "STANDARD"),
         tags=tagging_header(tagging) if tagging is not None else [],
         acl_headers={n: h[n] for n in ("x-amz-acl", *GRANT_HEADERS) if n in h},
+        lock_mode=h.get("x-amz-object-lock-mode"),
+        lock_until=h.get("x-amz-object-lock-retain-until-date"),
+        legal_hold=h.get("x-amz-object-lock-legal-hold"),
     )
 
 
@@ -124,6 +127,11 @@ def object_headers(record: ObjectRecord, with_checksums: bool) -> dict[str, str]
         headers["x-amz-storage-class"] = meta["sc"]
     if meta.get("t"):
         headers["x-amz-tagging-count"] = str(len(meta["t"]))
+    if meta.get("lk"):
+        headers["x-amz-object-lock-mode"] = meta["lk"]["m"]
+        headers["x-amz-object-lock-retain-until-date"] = meta["lk"]["u"]
+    if meta.get("lh"):
+        headers["x-amz-object-lock-legal-hold"] = meta["lh"]
     if with_checksums and meta.get("ck"):
         for algorithm, value in meta["ck"].items():
             headers[checksums.HEADER_FOR[algorithm]] = value
@@ -139,6 +147,10 @@ def checksum_headers(values: dict[str, str], kind: str | None = None) -> dict[st
 
 
 # -- handlers -----------------------------------------------------------------------------------------------
+
+
+def bypass_governance(req: S3Request) -> bool:
+    return req.headers.get("x-amz-bypass-governance-retention", "").strip().lower() == "true"
 
 
 def require_content_length(req: S3Request) -> None:
@@ -298,7 +310,8 @@ async def head_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
 
 async def delete_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     assert req.bucket and req.key
-    outcome = await objects.delete_object(svc, req.identity, req.bucket, req.key, req.query.get("versionId"))
+    outcome = await objects.delete_object(svc, req.identity, req.bucket, req.key, req.query.get("versionId"),
+                                          bypass_governance(req))
     headers = {}
     if outcome.delete_marker:
         headers["x-amz-delete-marker"] = "true"
@@ -321,7 +334,7 @@ async def delete_objects(svc: S3Service, req: S3Request) -> web.StreamResponse:
         keys.append((key, xml.child_text(node, "VersionId")))
     if not keys or len(keys) > 1000:
         raise S3Error("MalformedXML")
-    outcomes = await objects.delete_objects(svc, req.identity, req.bucket, keys)
+    outcomes = await objects.delete_objects(svc, req.identity, req.bucket, keys, bypass_governance(req))
     parts = []
     for outcome in outcomes:
         if outcome.error is not None:
