@@ -58,6 +58,9 @@ def main() -> None:
 @click.option("--region", default="us-east-1", show_default=True, envvar="SHOAL_REGION")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256), envvar="SHOAL_WORKERS",
               help="Worker processes sharing the port.")
+@click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
+              help="Allow browsers from ORIGIN ('*' for any) on buckets without their own CORS rules "
+                   "(repeatable; off unless set) [env SHOAL_CORS_ORIGINS, comma-separated].")
 @click.option("--access-log/--no-access-log", default=False, envvar="SHOAL_ACCESS_LOG", help="Log every request.")
 @click.option("--lifecycle-day-seconds", default=86400.0, show_default=True, envvar="SHOAL_LIFECYCLE_DAY_SECONDS",
               type=click.FloatRange(min=0, min_open=True),
@@ -74,6 +77,7 @@ def server(
     domain: str | None,
     region: str,
     workers: int,
+    cors_origins: tuple[str, ...],
     access_log: bool,
     lifecycle_day_seconds: float,
     lifecycle_interval: float,
@@ -98,6 +102,8 @@ def server(
         root_user=root_user or DEV_ROOT_USER, root_password=root_password or DEV_ROOT_PASSWORD,
         users=user_specs, buckets=bucket_names, domain=domain, region=region, workers=workers,
         access_log=access_log, lifecycle_day_seconds=lifecycle_day_seconds, lifecycle_interval=lifecycle_interval,
+        cors_origins=list(cors_origins)
+        + [o.strip() for o in os.environ.get("SHOAL_CORS_ORIGINS", "").split(",") if o.strip()],
     )
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     click.echo(f"Shoal {__version__} serving S3 at http://{shown}:{port}  data: {os.path.abspath(data_dir)}", err=True)

@@ -52,6 +52,7 @@ class ServerSettings:
     durable: bool = True
     shutdown_timeout: float = 30.0
     access_log: bool = False
+    cors_origins: list[str] = field(default_factory=list)  # server-wide CORS for buckets without their own
     lifecycle_day_seconds: float = 86400.0  # how long a lifecycle "day" lasts (scaled down for tests)
     lifecycle_interval: float = 60.0  # seconds between lifecycle passes; 0 disables the worker
 
@@ -61,6 +62,15 @@ class ServerSettings:
         for user in self.users:
             store.add(user.identity())
         return store
+
+
+def default_cors_rules(origins: list[str]) -> list | None:
+    if not origins:
+        return None
+    from shoal.s3.cors import METHODS, Rule
+
+    return [Rule(origins=list(origins), methods=list(METHODS), allowed_headers=["*"],
+                 expose_headers=["ETag", "x-amz-version-id", "x-amz-request-id"], max_age=3600)]
 
 
 def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -89,7 +99,8 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
     """Serve until SIGTERM/SIGINT. ``lifecycle``: run the lifecycle worker here (in one process of several)."""
     storage = Storage.open_local(settings.data_dir, durable=settings.durable)
     service = S3Service(storage, settings.identities(), region=settings.region,
-                        lifecycle_day_seconds=settings.lifecycle_day_seconds)
+                        lifecycle_day_seconds=settings.lifecycle_day_seconds,
+                        default_cors=default_cors_rules(settings.cors_origins))
     app = S3App(service, domain=settings.domain, region=settings.region)
     _health_routes(app)
     server = web.Server(

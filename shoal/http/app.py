@@ -21,7 +21,7 @@ from shoal.errors import S3Error
 from shoal.http import xml
 from shoal.http.authenticate import RequestView, authenticate
 from shoal.http.routing import resolve, split_target
-from shoal.s3 import context
+from shoal.s3 import context, cors
 from shoal.s3.service import S3Service
 
 log = logging.getLogger("shoal.http")
@@ -137,12 +137,13 @@ class S3App:
         resource = raw_path
         operation = "-"
         status = 500
+        cors_headers = self._cors_headers(request, raw_path) if "Origin" in request.headers else {}
         try:
             special = self.extra_routes.get(raw_path)
             if special is not None and request.method in ("GET", "HEAD"):
                 response = await special(request)  # type: ignore[operator]
             else:
-                response, operation = await self._s3(request, request_id, raw_path, raw_query)
+                response, operation = await self._s3(request, request_id, raw_path, raw_query, cors_headers)
         except S3Error as exc:
             response = self._error_response(request, exc, resource, request_id)
         except Exception:
@@ -150,6 +151,8 @@ class S3App:
             response = self._error_response(request, S3Error("InternalError"), resource, request_id)
         if not response.prepared:  # streamed responses set these themselves before sending headers
             response.headers.update(self.common_headers(request_id))
+            for name, value in cors_headers.items():
+                response.headers.setdefault(name, value)
         status = response.status
         if access_log.isEnabledFor(logging.INFO):
             access_log.info("%s %s %s %s %d %.1fms", request.remote, request.method, raw_path, operation, status,
@@ -174,7 +177,22 @@ class S3App:
             response.force_close()
         return response
 
-    async def _s3(self, request: web.BaseRequest, request_id: str, raw_path: str, raw_query: str):
+    def _cors_headers(self, request: web.BaseRequest, raw_path: str) -> dict[str, str]:
+        """CORS headers for an actual (non-preflight) request from a browser, per the bucket's rules."""
+        if request.method == "OPTIONS":
+            return {}
+        try:
+            bucket_name, _ = split_target(raw_path, request.headers.get("Host", ""), self.domain)
+        except S3Error:
+            return {}
+        bucket = self.service.storage.meta.get_bucket(bucket_name) if bucket_name else None
+        rules = cors.rules_of(bucket, self.service.default_cors)
+        method = request.headers.get("Access-Control-Request-Method", request.method)
+        return cors.actual_headers(rules, request.headers["Origin"], method)
+
+    async def _s3(
+        self, request: web.BaseRequest, request_id: str, raw_path: str, raw_query: str, cors_headers: dict[str, str]
+    ):
         headers = request.headers
         query_pairs = parse_query(raw_query)
         query = dict(query_pairs)
@@ -195,7 +213,7 @@ class S3App:
         if handler is None:
             raise S3Error("NotImplemented", f"{route.operation} is not implemented by Shoal yet.")
         s3req = S3Request(request, request.method, route.bucket, route.key, route.operation, query, headers,
-                          identity, body, request_id, self.common_headers(request_id))
+                          identity, body, request_id, self.common_headers(request_id) | cors_headers)
         response = await handler(self.service, s3req)
         if not response.prepared:
             for name, value in s3req.response_headers.items():

@@ -200,12 +200,17 @@ def head_object(
     bucket = svc.existing_bucket(bucket_name)
     check_version_id(version_id)
     record = svc.storage.meta.get_object(bucket_name, key, version_id)
-    access.authorize(identity, bucket, action or ("s3:GetObjectVersion" if version_id else "s3:GetObject"), key,
-                     obj=record if record is not None and not record.delete_marker else None)
+    action = action or ("s3:GetObjectVersion" if version_id else "s3:GetObject")
     if record is None:
+        # As S3: a caller who may list the bucket learns that the key is missing; others get AccessDenied.
+        try:
+            access.authorize(identity, bucket, action, key)
+        except S3Error:
+            access.authorize(identity, bucket, "s3:ListBucket")
         if version_id is not None:
             raise S3Error("NoSuchVersion", Key=key, VersionId=version_id)
         raise S3Error("NoSuchKey", Key=key)
+    access.authorize(identity, bucket, action, key, obj=None if record.delete_marker else record)
     if record.delete_marker:
         headers = {"x-amz-delete-marker": "true", "x-amz-version-id": record.version_id}
         if version_id is not None:

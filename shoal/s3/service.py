@@ -37,6 +37,7 @@ class S3Service:
     identities: IdentityStore
     region: str = "us-east-1"
     inline_limit: int = DEFAULT_INLINE_LIMIT
+    default_cors: list | None = None  # server-wide CORS rules for buckets without their own (dev setups)
     lifecycle_day_seconds: float = 86400.0  # how long a lifecycle "day" lasts (scaled down in tests)
 
     # -- lookups used by every operation ----------------------------------------------------------------

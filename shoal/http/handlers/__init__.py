@@ -3,6 +3,7 @@
 from shoal.http.handlers import (
     access,
     buckets,
+    cors,
     defaults,
     lifecycle,
     multipart,
@@ -22,4 +23,5 @@ HANDLERS = {
     **access.HANDLERS,
     **lifecycle.HANDLERS,
     **object_lock.HANDLERS,
+    **cors.HANDLERS,
 }

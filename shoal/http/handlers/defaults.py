@@ -31,20 +31,11 @@ def _empty(root: str, inner: str = ""):
     return handler
 
 
-async def preflight(svc: S3Service, req: S3Request) -> web.StreamResponse:
-    """CORS preflight. No bucket has a CORS configuration yet, so every preflight is refused as S3 does."""
-    if not req.headers.get("Origin") or not req.headers.get("Access-Control-Request-Method"):
-        raise S3Error("BadRequest", "Insufficient information. Origin request header needed.", status=400)
-    raise S3Error("AccessForbidden", "CORSResponse: CORS is not enabled for this bucket.", status=403)
-
-
 HANDLERS = {
-    "PreflightRequest": preflight,
     "GetBucketNotificationConfiguration": _empty("NotificationConfiguration"),
     "GetBucketLogging": _empty("BucketLoggingStatus"),
     "GetBucketAccelerateConfiguration": _empty("AccelerateConfiguration"),
     "GetBucketRequestPayment": _empty("RequestPaymentConfiguration", "<Payer>BucketOwner</Payer>"),
-    "GetBucketCors": _missing("NoSuchCORSConfiguration", "The CORS configuration does not exist"),
     "GetBucketEncryption": _missing("ServerSideEncryptionConfigurationNotFoundError",
                                     "The server side encryption configuration was not found"),
     "GetBucketWebsite": _missing("NoSuchWebsiteConfiguration", "The specified bucket does not have a website "
