@@ -7,6 +7,7 @@ import sys
 import click
 
 from shoal import __version__
+from shoal.crypto.keys import DEFAULT_KMS_KEY_ID, parse_master_key
 from shoal.server import DEV_ROOT_PASSWORD, DEV_ROOT_USER, ServerSettings, UserSpec, run
 
 
@@ -59,6 +60,11 @@ def main() -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256), envvar="SHOAL_WORKERS",
               help="Worker processes sharing the port.")
 @click.option("--access-log/--no-access-log", default=False, envvar="SHOAL_ACCESS_LOG", help="Log every request.")
+@click.option("--master-key", envvar="SHOAL_MASTER_KEY", metavar="BASE64",
+              help="Master key for server-side encryption (base64 of 32 bytes) [env SHOAL_MASTER_KEY]. Default: "
+                   "generated once and kept in DATA_DIR/.shoal/master.key.")
+@click.option("--kms-default-key-id", default=DEFAULT_KMS_KEY_ID, show_default=True, envvar="SHOAL_KMS_DEFAULT_KEY_ID",
+              help="KMS key id used for aws:kms requests that name none.")
 def server(
     data_dir: str,
     address: str,
@@ -70,6 +76,8 @@ def server(
     region: str,
     workers: int,
     access_log: bool,
+    master_key: str | None,
+    kms_default_key_id: str,
 ) -> None:
     """Serve S3 from DATA_DIR (created if missing)."""
     import os
@@ -90,8 +98,13 @@ def server(
         data_dir=data_dir, host=host, port=port,
         root_user=root_user or DEV_ROOT_USER, root_password=root_password or DEV_ROOT_PASSWORD,
         users=user_specs, buckets=bucket_names, domain=domain, region=region, workers=workers,
-        access_log=access_log,
+        access_log=access_log, master_key=master_key or None, kms_default_key_id=kms_default_key_id,
     )
+    if master_key:
+        try:
+            parse_master_key(master_key)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--master-key") from None
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     click.echo(f"Shoal {__version__} serving S3 at http://{shown}:{port}  data: {os.path.abspath(data_dir)}", err=True)
     click.echo(f"Access key: {settings.root_user}", err=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from shoal.auth.identities import Identity, IdentityStore, canonical_id
+from shoal.crypto import keys
 from shoal.http.app import S3App
 from shoal.s3.service import S3Service
 from shoal.storage.engine import Storage
@@ -51,6 +52,15 @@ class ServerSettings:
     durable: bool = True
     shutdown_timeout: float = 30.0
     access_log: bool = False
+    master_key: str | None = None  # base64 of 32 bytes; else DATA_DIR/.shoal/master.key (generated once)
+    kms_default_key_id: str = keys.DEFAULT_KMS_KEY_ID
+
+    def key_service(self) -> keys.KeyService:
+        if self.master_key:
+            master = keys.parse_master_key(self.master_key)
+        else:
+            master = keys.load_or_create_master_key(os.path.join(self.data_dir, ".shoal"))
+        return keys.KeyService(master, self.kms_default_key_id)
 
     def identities(self) -> IdentityStore:
         store = IdentityStore()
@@ -84,7 +94,7 @@ def _health_routes(app: S3App) -> None:
 
 async def serve(settings: ServerSettings, reuse_port: bool = False) -> None:
     storage = Storage.open_local(settings.data_dir, durable=settings.durable)
-    service = S3Service(storage, settings.identities(), region=settings.region)
+    service = S3Service(storage, settings.identities(), region=settings.region, keys=settings.key_service())
     app = S3App(service, domain=settings.domain, region=settings.region)
     _health_routes(app)
     server = web.Server(
@@ -127,6 +137,7 @@ def prepare(settings: ServerSettings) -> None:
     os.makedirs(settings.data_dir, exist_ok=True)
     storage = Storage.open_local(settings.data_dir, durable=settings.durable)
     try:
+        settings.key_service()  # validate the master key, or generate it once before workers start
         storage.recover()
         if settings.buckets:
             service = S3Service(storage, settings.identities(), region=settings.region)

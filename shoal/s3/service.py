@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from shoal.auth.identities import Identity, IdentityStore
+from shoal.crypto.keys import KeyService
 from shoal.errors import S3Error
 from shoal.s3 import access
 from shoal.s3.names import check_bucket_name
@@ -36,6 +37,7 @@ class S3Service:
     identities: IdentityStore
     region: str = "us-east-1"
     inline_limit: int = DEFAULT_INLINE_LIMIT
+    keys: KeyService | None = None  # server-side encryption (SSE-S3, SSE-KMS); SSE-C works without it
 
     # -- lookups used by every operation ----------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """One module per family of S3 operations; each exposes ``HANDLERS``: operation name -> coroutine."""
 
-from shoal.http.handlers import buckets, defaults, multipart, objects, tagging, versioning
+from shoal.http.handlers import buckets, defaults, encryption, multipart, objects, tagging, versioning
 
 HANDLERS = {
     **defaults.HANDLERS,
@@ -9,4 +9,5 @@ HANDLERS = {
     **multipart.HANDLERS,
     **versioning.HANDLERS,
     **tagging.HANDLERS,
+    **encryption.HANDLERS,
 }

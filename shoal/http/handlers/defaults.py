@@ -79,8 +79,6 @@ HANDLERS = {
     "GetBucketPolicy": _missing("NoSuchBucketPolicy", "The bucket policy does not exist"),
     "GetBucketLifecycleConfiguration": _missing("NoSuchLifecycleConfiguration",
                                                 "The lifecycle configuration does not exist"),
-    "GetBucketEncryption": _missing("ServerSideEncryptionConfigurationNotFoundError",
-                                    "The server side encryption configuration was not found"),
     "GetObjectLockConfiguration": _missing("ObjectLockConfigurationNotFoundError",
                                            "Object Lock configuration does not exist for this bucket"),
     "GetBucketWebsite": _missing("NoSuchWebsiteConfiguration", "The specified bucket does not have a website "
