@@ -416,6 +416,39 @@ def test_upload_part_copy_between_encryptions(s3, bucket):
     assert got["Body"].read() == expected[len(first) - 3 : len(first) + 4]
 
 
+def test_versions_keep_their_own_keys(s3, bucket):
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    v1 = s3.put_object(Bucket=bucket, Key="k", Body=b"one" * 30000, ServerSideEncryption="AES256")["VersionId"]
+    v2 = s3.put_object(Bucket=bucket, Key="k", Body=b"two" * 30000, **ssec(KEY_A))["VersionId"]
+    v3 = s3.put_object(Bucket=bucket, Key="k", Body=b"three")["VersionId"]
+    assert s3.get_object(Bucket=bucket, Key="k", VersionId=v1)["Body"].read() == b"one" * 30000
+    assert s3.get_object(Bucket=bucket, Key="k", VersionId=v2, **ssec(KEY_A))["Body"].read() == b"two" * 30000
+    assert s3.get_object(Bucket=bucket, Key="k", VersionId=v3)["Body"].read() == b"three"
+    s3.copy_object(Bucket=bucket, Key="k", CopySource={"Bucket": bucket, "Key": "k", "VersionId": v2},
+                   **ssec(KEY_A, "CopySource"), ServerSideEncryption="aws:kms")
+    got = s3.get_object(Bucket=bucket, Key="k")
+    assert got["ServerSideEncryption"] == "aws:kms" and got["Body"].read() == b"two" * 30000
+
+
+def test_block_format():
+    from shoal.crypto import blocks
+
+    dek = os.urandom(32)
+    for into in (True, False):  # with and without cryptography's encrypt_into/decrypt_into
+        saved, blocks._INTO = blocks._INTO, into and blocks._INTO
+        try:
+            for size in (0, 1, blocks.BLOCK - 1, blocks.BLOCK, blocks.BLOCK + 1, 3 * blocks.BLOCK + 5):
+                data = os.urandom(size)
+                sealed = blocks.blob_cipher(dek, "ab" * 16).seal(0, data)
+                assert len(sealed) == blocks.sealed_size(size) == size + -(-size // blocks.BLOCK) * blocks.TAG
+                assert bytes(blocks.blob_cipher(dek, "ab" * 16).open(0, sealed)) == data
+                if size:
+                    with pytest.raises(blocks.CorruptData):  # another blob's key does not open it
+                        blocks.blob_cipher(dek, "cd" * 16).open(0, sealed)
+        finally:
+            blocks._INTO = saved
+
+
 # -- bucket default encryption ------------------------------------------------------------------------------
 
 
@@ -437,7 +470,12 @@ def test_bucket_default_encryption(s3, bucket):
     # Multipart and copy without headers get the default too.
     mp = s3.create_multipart_upload(Bucket=bucket, Key="mp")
     assert mp["ServerSideEncryption"] == "AES256"
-    s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=mp["UploadId"])
+    part = s3.upload_part(Bucket=bucket, Key="mp", UploadId=mp["UploadId"], PartNumber=1, Body=b"m" * 70_000)
+    assert part["ServerSideEncryption"] == "AES256"
+    s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=mp["UploadId"],
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    got = s3.get_object(Bucket=bucket, Key="mp")
+    assert got["ServerSideEncryption"] == "AES256" and got["Body"].read() == b"m" * 70_000
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
         {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "bucket-key"},
          "BucketKeyEnabled": True}]})

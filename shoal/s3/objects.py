@@ -600,8 +600,10 @@ async def copy_object(
     shared = same and versioning(bucket) is None and sse.same_setting(src.meta.get("e"), requested, encryption)
     if shared:
         segments, inline = list(src.segments), src.inline
-        if "e" in src.meta:
-            meta["e"] = src.meta["e"]
+        if encryption is not None:
+            meta["e"] = {k: v for k, v in src.meta["e"].items() if k != "bk"}
+            if encryption.info.get("bk"):
+                meta["e"]["bk"] = True
     elif src_dek is None and encryption is None:
         segments, inline = await copy_bytes(svc, src, 0, src.size)
     else:

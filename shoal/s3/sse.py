@@ -201,8 +201,8 @@ def choose(svc, bucket, requested: Requested) -> Encryption | None:
         info = {"a": algorithm, "kid": key_id, "w": service.wrap_kms(dek, key_id, context)}
         if context is not None:
             info["cx"] = context
-    if bucket_key:
-        info["bk"] = True
+    if bucket_key and algorithm != SSE_S3:
+        info["bk"] = True  # an S3 Bucket Key only means something for KMS
     return Encryption(info, dek)
 
 
