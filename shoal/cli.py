@@ -110,7 +110,7 @@ def server(
     click.echo(f"Access key: {settings.root_user}", err=True)
     try:
         run(settings)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # e.g. port in use, unreadable data dir, damaged master.key
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 

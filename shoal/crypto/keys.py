@@ -77,9 +77,14 @@ def load_or_create_master_key(meta_dir: str) -> bytes:
     path = os.path.join(meta_dir, MASTER_KEY_FILE)
     try:
         with open(path) as f:
-            return parse_master_key(f.read())
+            text = f.read()
     except FileNotFoundError:
         pass
+    else:
+        try:
+            return parse_master_key(text)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
     os.makedirs(meta_dir, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
