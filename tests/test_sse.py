@@ -560,3 +560,17 @@ def test_tampered_block_is_refused_and_only_that_block(make_server):
     assert status_of(e.value) == 500
     got = s3.get_object(Bucket="tamper", Key="k", Range="bytes=200000-200100")  # blocks it does not touch
     assert got["Body"].read() == data[200000:200101]
+
+
+def test_kms_encryption_context(s3, bucket):
+    context = base64.b64encode(b'{"team": "blue"}').decode()
+    put = s3.put_object(Bucket=bucket, Key="k", Body=b"v" * 70_000, ServerSideEncryption="aws:kms",
+                        SSEKMSKeyId="ctx-key", SSEKMSEncryptionContext=context)
+    assert put["SSEKMSEncryptionContext"] == context
+    head = s3.head_object(Bucket=bucket, Key="k")
+    assert head["SSEKMSKeyId"] == "ctx-key"  # S3 repeats the context on writes only
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v" * 70_000
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="bad", Body=b"v", ServerSideEncryption="aws:kms",
+                      SSEKMSEncryptionContext=base64.b64encode(b"not json").decode())
+    assert error_code(e.value) == "InvalidArgument"

@@ -277,7 +277,8 @@ def open_inline(dek: bytes, e: dict, sealed: bytes) -> bytes:
 # -- response headers ---------------------------------------------------------------------------------------
 
 
-def response_headers(e: dict | None, customer: CustomerKey | None = None) -> dict[str, str]:
+def response_headers(e: dict | None, customer: CustomerKey | None = None, *, write: bool = True) -> dict[str, str]:
+    """The encryption headers of a response (GET and HEAD, ``write=False``, do not repeat the KMS context)."""
     if not e:
         return {}
     if e["a"] == SSE_C:
@@ -288,7 +289,7 @@ def response_headers(e: dict | None, customer: CustomerKey | None = None) -> dic
     headers = {H_SSE: e["a"]}
     if "kid" in e:
         headers[H_KMS_KEY_ID] = e["kid"]
-    if "cx" in e:
+    if "cx" in e and write:
         headers[H_CONTEXT] = e["cx"]
     if e.get("bk"):
         headers[H_BUCKET_KEY] = "true"

@@ -202,7 +202,7 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
         status = 200
         headers = object_headers(record, req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED")
         headers.update(objects.version_header(svc, record))
-        headers.update(sse.response_headers(record.meta.get("e"), customer))
+        headers.update(sse.response_headers(record.meta.get("e"), customer, write=False))
         start, length = 0, record.size
         if part_number is not None:
             from shoal.s3.multipart import check_part_number
