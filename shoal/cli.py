@@ -7,6 +7,7 @@ import sys
 import click
 
 from shoal import __version__
+from shoal.crypto.keys import DEFAULT_KMS_KEY_ID, parse_master_key
 from shoal.server import DEV_ROOT_PASSWORD, DEV_ROOT_USER, ServerSettings, UserSpec, run
 
 
@@ -67,6 +68,11 @@ def main() -> None:
               help="How many seconds a lifecycle rule's day lasts (scale it down to test lifecycle rules).")
 @click.option("--lifecycle-interval", default=60.0, show_default=True, envvar="SHOAL_LIFECYCLE_INTERVAL",
               type=click.FloatRange(min=0), help="Seconds between lifecycle passes (0: no lifecycle worker).")
+@click.option("--master-key", envvar="SHOAL_MASTER_KEY", metavar="BASE64",
+              help="Master key for server-side encryption (base64 of 32 bytes) [env SHOAL_MASTER_KEY]. Default: "
+                   "generated once and kept in DATA_DIR/.shoal/master.key.")
+@click.option("--kms-default-key-id", default=DEFAULT_KMS_KEY_ID, show_default=True, envvar="SHOAL_KMS_DEFAULT_KEY_ID",
+              help="KMS key id used for aws:kms requests that name none.")
 def server(
     data_dir: str,
     address: str,
@@ -81,6 +87,8 @@ def server(
     access_log: bool,
     lifecycle_day_seconds: float,
     lifecycle_interval: float,
+    master_key: str | None,
+    kms_default_key_id: str,
 ) -> None:
     """Serve S3 from DATA_DIR (created if missing)."""
     import os
@@ -104,13 +112,19 @@ def server(
         access_log=access_log, lifecycle_day_seconds=lifecycle_day_seconds, lifecycle_interval=lifecycle_interval,
         cors_origins=list(cors_origins)
         + [o.strip() for o in os.environ.get("SHOAL_CORS_ORIGINS", "").split(",") if o.strip()],
+        master_key=master_key or None, kms_default_key_id=kms_default_key_id,
     )
+    if master_key:
+        try:
+            parse_master_key(master_key)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--master-key") from None
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     click.echo(f"Shoal {__version__} serving S3 at http://{shown}:{port}  data: {os.path.abspath(data_dir)}", err=True)
     click.echo(f"Access key: {settings.root_user}", err=True)
     try:
         run(settings)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # e.g. port in use, unreadable data dir, damaged master.key
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from shoal.auth.identities import Identity, IdentityStore, canonical_id
+from shoal.crypto import keys
 from shoal.http.app import S3App
 from shoal.lifecycle import LifecycleWorker
 from shoal.s3.service import S3Service
@@ -55,6 +56,15 @@ class ServerSettings:
     cors_origins: list[str] = field(default_factory=list)  # server-wide CORS for buckets without their own
     lifecycle_day_seconds: float = 86400.0  # how long a lifecycle "day" lasts (scaled down for tests)
     lifecycle_interval: float = 60.0  # seconds between lifecycle passes; 0 disables the worker
+    master_key: str | None = None  # base64 of 32 bytes; else DATA_DIR/.shoal/master.key (generated once)
+    kms_default_key_id: str = keys.DEFAULT_KMS_KEY_ID
+
+    def key_service(self) -> keys.KeyService:
+        if self.master_key:
+            master = keys.parse_master_key(self.master_key)
+        else:
+            master = keys.load_or_create_master_key(os.path.join(self.data_dir, ".shoal"))
+        return keys.KeyService(master, self.kms_default_key_id)
 
     def identities(self) -> IdentityStore:
         store = IdentityStore()
@@ -100,7 +110,8 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
     storage = Storage.open_local(settings.data_dir, durable=settings.durable)
     service = S3Service(storage, settings.identities(), region=settings.region,
                         lifecycle_day_seconds=settings.lifecycle_day_seconds,
-                        default_cors=default_cors_rules(settings.cors_origins))
+                        default_cors=default_cors_rules(settings.cors_origins),
+                        keys=settings.key_service())
     app = S3App(service, domain=settings.domain, region=settings.region)
     _health_routes(app)
     server = web.Server(
@@ -150,6 +161,7 @@ def prepare(settings: ServerSettings) -> None:
     os.makedirs(settings.data_dir, exist_ok=True)
     storage = Storage.open_local(settings.data_dir, durable=settings.durable)
     try:
+        settings.key_service()  # validate the master key, or generate it once before workers start
         storage.recover()
         if settings.buckets:
             service = S3Service(storage, settings.identities(), region=settings.region)

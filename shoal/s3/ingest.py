@@ -4,6 +4,9 @@ written in the same pass, in bounded buffers.
 Small bodies stay in memory and are stored inline in the metadata (one group-committed write, no file).
 Larger ones go to a blob writer; each 1 MiB buffer is hashed and written on a worker thread while the event
 loop receives the next one (hashlib and os.write release the GIL, so this uses both cores).
+
+Given a data key (server-side encryption), the same pass hashes the plaintext and seals it (AES-GCM releases
+the GIL too): blobs get an encrypting writer, inline bytes are sealed with a fresh salt (``inline_salt``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from shoal.crypto import blocks
 from shoal.errors import S3Error
 from shoal.s3 import checksums
 from shoal.storage.interfaces import BlobStore, BlobWriter
@@ -39,8 +43,9 @@ class Ingested:
     size: int
     md5: bytes
     checksums: dict[str, str]  # algorithm -> base64 value, for the algorithms that were asked for
-    inline: bytes | None = None
+    inline: bytes | None = None  # sealed when a data key was given
     writer: BlobWriter | None = None
+    inline_salt: bytes | None = None
     _finished: bool = field(default=False)
 
     @property
@@ -88,6 +93,7 @@ async def ingest(
     *,
     inline_limit: int,
     max_size: int = MAX_OBJECT_SIZE,
+    dek: bytes | None = None,
 ) -> Ingested:
     """Read the whole body; raises S3Error (and leaves nothing behind) when it is bad."""
     hashers = _Hashers(algorithms, body.wants_sha256)
@@ -96,9 +102,14 @@ async def ingest(
     size = 0
     writer: BlobWriter | None = None
     pending: asyncio.Future | None = None
+
+    def new_writer() -> BlobWriter:
+        inner = blobs.new_writer()
+        return inner if dek is None else blocks.EncryptingWriter(inner, dek)
+
     try:
         if inline_limit < 0:  # the caller needs a blob even for an empty body (multipart parts)
-            writer = await loop.run_in_executor(None, blobs.new_writer)
+            writer = await loop.run_in_executor(None, new_writer)
         while True:
             data = await body.read()
             if not data:
@@ -108,7 +119,7 @@ async def ingest(
                 raise S3Error("EntityTooLarge", MaxSizeAllowed=str(max_size))
             buffer += data
             if writer is None and len(buffer) > inline_limit:
-                writer = await loop.run_in_executor(None, blobs.new_writer)
+                writer = await loop.run_in_executor(None, new_writer)
             if writer is not None and len(buffer) >= BUFFER:
                 if pending is not None:
                     await pending
@@ -118,10 +129,12 @@ async def ingest(
         if pending is not None:
             await pending
             pending = None
-        inline = None
+        inline = salt = None
         if writer is None:
             hashers.update(buffer)
             inline = bytes(buffer)
+            if dek is not None:
+                salt, inline = blocks.seal_inline(dek, inline)
         elif buffer:
             await loop.run_in_executor(None, hashers.update_and_write, bytes(buffer), writer)
         if hashers.sha256 is not None:
@@ -136,7 +149,8 @@ async def ingest(
             writer.abort()
         raise
     values = {a: checksums.b64(h.digest()) for a, h in hashers.others.items()}
-    return Ingested(size=size, md5=hashers.md5.digest(), checksums=values, inline=inline, writer=writer)
+    return Ingested(size=size, md5=hashers.md5.digest(), checksums=values, inline=inline, writer=writer,
+                    inline_salt=salt)
 
 
 def check_content_md5(header: str | None, md5: bytes) -> None:

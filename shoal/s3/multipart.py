@@ -6,12 +6,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
-from shoal.s3 import access_settings, checksums, object_lock
+from shoal.s3 import access_settings, checksums, object_lock, sse
 from shoal.s3.ingest import Body, check_content_md5, ingest
 from shoal.s3.names import check_key
 from shoal.s3.objects import (
@@ -19,6 +18,7 @@ from shoal.s3.objects import (
     ChecksumRequest,
     CopySource,
     ObjectAttributes,
+    RangeBody,
     etag_condition,
     new_version_id,
     object_owner,
@@ -63,6 +63,7 @@ async def create_upload(
     attrs: ObjectAttributes,
     checksum_algorithm: str | None,
     checksum_type: str | None,
+    requested: sse.Requested | None = None,
 ) -> Upload:
     bucket_record = svc.bucket(identity, bucket, "s3:PutObject", key, request_tags=attrs.tags)
     assert identity is not None
@@ -88,9 +89,28 @@ async def create_upload(
     if checksum_algorithm:
         meta["cka"] = checksum_algorithm
         meta["ckt"] = checksum_type
+    # One data key for the whole upload: every part is sealed with it (each under its own blob's derived key),
+    # and the completed object keeps it.
+    meta |= sse.object_info(sse.choose(svc, bucket_record, requested or sse.Requested()), None)
     upload = Upload(secrets.token_urlsafe(48), bucket, key, time.time(), meta)
     await svc.storage.meta.create_upload(upload)
     return upload
+
+
+def part_key(svc: S3Service, upload: Upload, customer: sse.CustomerKey | None) -> bytes | None:
+    """The data key that seals the parts of ``upload``; SSE-C uploads need the same customer key on every part."""
+    e = upload.meta.get("e")
+    if e is not None and e["a"] == sse.SSE_C:
+        if customer is None:
+            raise S3Error("InvalidRequest", "The multipart upload initiate requested encryption. Subsequent part "
+                          "requests must include the appropriate encryption parameters.")
+        if not sse.customer_matches(e, customer):
+            raise S3Error("InvalidRequest", "The provided encryption parameters did not match the ones used "
+                          "originally.")
+    elif customer is not None:
+        raise S3Error("InvalidRequest", "The multipart upload initiate did not request encryption with a customer "
+                      "provided key: the encryption parameters are not applicable to its parts.")
+    return sse.open_key(svc, e, customer)
 
 
 def _part_algorithms(upload: Upload, requested: ChecksumRequest) -> set[str]:
@@ -112,14 +132,16 @@ async def upload_part(
     body: Body,
     checksum: ChecksumRequest,
     content_md5: str | None,
+    customer: sse.CustomerKey | None = None,
 ) -> Part:
     upload = _upload(svc, identity, bucket, key, upload_id, "s3:PutObject")
+    dek = part_key(svc, upload, customer)
     algorithm = upload.meta.get("cka")
     if algorithm and checksum.algorithm and checksum.algorithm != algorithm:
         raise S3Error("InvalidRequest", f"Checksum Type mismatch occurred, expected checksum Type: "
                       f"{algorithm.lower()}, actual checksum Type: {checksum.algorithm.lower()}")
     ingested = await ingest(body, svc.storage.blobs, _part_algorithms(upload, checksum), inline_limit=-1,
-                            max_size=MAX_PART_SIZE)
+                            max_size=MAX_PART_SIZE, dek=dek)
     try:
         check_content_md5(content_md5, ingested.md5)
         checksum.verify(ingested, body.trailers)
@@ -138,26 +160,6 @@ async def upload_part(
     return part
 
 
-class _RangeBody:
-    """A Body over a byte range of a stored object (UploadPartCopy hashes the bytes it copies)."""
-
-    trailers: dict[str, str] = {}
-    wants_sha256 = False
-
-    def __init__(self, chunks: AsyncIterator[bytes], length: int) -> None:
-        self._chunks = chunks
-        self.length = length
-
-    async def read(self) -> bytes:
-        try:
-            return await anext(self._chunks)
-        except StopAsyncIteration:
-            return b""
-
-    def check_sha256(self, hexdigest: str) -> None:
-        pass
-
-
 async def upload_part_copy(
     svc: S3Service,
     identity: Identity | None,
@@ -167,15 +169,20 @@ async def upload_part_copy(
     part_number: int,
     source: CopySource,
     source_range: str | None,
+    customer: sse.CustomerKey | None = None,
+    source_customer: sse.CustomerKey | None = None,
 ) -> Part:
     upload = _upload(svc, identity, bucket, key, upload_id, "s3:PutObject")
+    dek = part_key(svc, upload, customer)
     src = read_copy_source(svc, identity, source)
+    src_dek = sse.open_key(svc, src.meta.get("e"), source_customer)
     start, length = 0, src.size
     if source_range is not None:
         parsed = _parse_copy_range(source_range, src.size)
         start, length = parsed
-    body = _RangeBody(read_range_bytes(svc, src, start, length).__aiter__(), length)
-    ingested = await ingest(body, svc.storage.blobs, _part_algorithms(upload, ChecksumRequest()), inline_limit=-1)
+    body = RangeBody(read_range_bytes(svc, src, start, length, src_dek).__aiter__(), length)
+    ingested = await ingest(body, svc.storage.blobs, _part_algorithms(upload, ChecksumRequest()), inline_limit=-1,
+                            dek=dek)
     try:
         await ingested.finish()
         assert ingested.writer is not None
@@ -224,6 +231,7 @@ async def complete_upload(
     checksum_type: str | None = None,
     if_match: str | None = None,
     if_none_match: str | None = None,
+    customer: sse.CustomerKey | None = None,
 ) -> ObjectRecord:
     bucket_record = svc.bucket(identity, bucket, "s3:PutObject", key)
     upload = svc.storage.meta.get_upload(bucket, key, upload_id)
@@ -234,6 +242,8 @@ async def complete_upload(
         if etag is not None and current is not None and current.etag == etag:
             return current
         raise S3Error("NoSuchUpload", UploadId=upload_id)
+    if customer is not None:
+        part_key(svc, upload, customer)  # optional here (as in S3), but when given it must be the upload's key
     if not requested:
         raise S3Error("MalformedXML", "You must specify at least one part.")
     stored = {p.number: p for p in svc.storage.meta.list_parts(upload_id, 0, MAX_PART_NUMBER + 1)}

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from shoal.auth.identities import Identity
+from shoal.crypto import blocks
 from shoal.errors import S3Error
-from shoal.s3 import access, access_settings, checksums, object_lock
+from shoal.s3 import access, access_settings, checksums, object_lock, sse
 from shoal.s3.conditions import Conditions, evaluate
 from shoal.s3.ingest import Body, Ingested, check_content_md5, ingest
 from shoal.s3.names import check_key, check_version_id
 from shoal.s3.service import S3Service
 from shoal.storage.errors import PreconditionError
 from shoal.storage.records import NEW_VERSION, Bucket, ObjectRecord, Segment
+
+log = logging.getLogger(__name__)
 
 MAX_USER_METADATA = 2048  # bytes of x-amz-meta-* names and values, as S3
 STORAGE_CLASSES = {
@@ -126,6 +132,7 @@ async def put_object(
     content_md5: str | None,
     if_match: str | None = None,
     if_none_match: str | None = None,
+    requested: sse.Requested | None = None,
 ) -> ObjectRecord:
     bucket = svc.bucket(identity, bucket_name, "s3:PutObject", key, request_tags=attrs.tags)
     assert identity is not None
@@ -134,7 +141,9 @@ async def put_object(
     owner = object_owner(bucket, identity)
     grants = access_settings.grants_from_headers(svc, bucket, owner, attrs.acl_headers)
     lock = object_lock.write_settings(bucket, attrs.lock_mode, attrs.lock_until, attrs.legal_hold)
-    ingested = await ingest(body, svc.storage.blobs, checksum.algorithms(), inline_limit=svc.inline_limit)
+    encryption = sse.choose(svc, bucket, requested or sse.Requested())
+    ingested = await ingest(body, svc.storage.blobs, checksum.algorithms(), inline_limit=svc.inline_limit,
+                            dek=encryption.dek if encryption else None)
     try:
         check_content_md5(content_md5, ingested.md5)
         checksum.verify(ingested, body.trailers)
@@ -146,7 +155,8 @@ async def put_object(
             size=ingested.size,
             etag=ingested.etag,
             last_modified=time.time(),
-            meta=attrs.to_meta(owner, grants) | checksum_meta(ingested) | lock,
+            meta=attrs.to_meta(owner, grants) | checksum_meta(ingested) | lock
+            | sse.object_info(encryption, ingested.inline_salt),
             segments=[Segment(ingested.writer.blob_id, ingested.size)] if ingested.writer else [],
             inline=ingested.inline,
         )
@@ -250,11 +260,16 @@ def not_modified_headers(record: ObjectRecord) -> dict[str, str]:
 
 @dataclass(slots=True)
 class Piece:
-    """A contiguous run of bytes to send: from a blob (blob_id set) or from the inline data."""
+    """A contiguous run of bytes to send: from a blob (blob_id set) or from the inline data.
+
+    Offsets and sizes are plaintext ones; ``blob_size`` (the blob's whole plaintext size) lets an encrypted
+    blob's last block be found (shoal.crypto.blocks maps them to stored offsets).
+    """
 
     blob_id: str | None
     offset: int
     length: int
+    blob_size: int = 0
 
 
 def plan_read(record: ObjectRecord, start: int, length: int) -> list[Piece]:
@@ -270,7 +285,7 @@ def plan_read(record: ObjectRecord, start: int, length: int) -> list[Piece]:
             continue
         lo = max(start, seg_start)
         hi = min(end, seg_end)
-        pieces.append(Piece(segment.blob_id, lo - seg_start, hi - lo))
+        pieces.append(Piece(segment.blob_id, lo - seg_start, hi - lo, segment.size))
     return pieces
 
 
@@ -454,7 +469,9 @@ def read_copy_source(svc: S3Service, identity: Identity | None, source: CopySour
 async def copy_bytes(
     svc: S3Service, record: ObjectRecord, start: int, length: int
 ) -> tuple[list[Segment], bytes | None]:
-    """A private copy of a byte range of an object: inline bytes, or one new blob filled in the kernel."""
+    """A private copy of a byte range of an unencrypted object: inline bytes, or one new blob filled in the
+    kernel."""
+    assert "e" not in record.meta, "encrypted bytes are copied by decrypting and sealing again"
     if record.inline is not None:
         return [], record.inline[start : start + length]
     blobs = svc.storage.blobs
@@ -479,15 +496,90 @@ async def copy_bytes(
     return [Segment(blob_id, length)], None
 
 
-async def read_range_bytes(svc: S3Service, record: ObjectRecord, start: int, length: int):
-    """Yield the bytes of a range (used where the bytes must pass through Python, e.g. to hash them)."""
-    for piece in plan_read(record, start, length):
-        if piece.blob_id is None:
+def open_pieces(svc: S3Service, pieces: list[Piece]) -> list:
+    """Open the blob of every piece now (None for inline pieces), so an overwrite that frees a blob after this
+    cannot take it away mid-read; raises FileNotFoundError if one is already gone."""
+    files = []
+    try:
+        for piece in pieces:
+            files.append(None if piece.blob_id is None else svc.storage.blobs.open(piece.blob_id))
+    except BaseException:
+        for f in files:
+            if f is not None:
+                f.close()
+        raise
+    return files
+
+
+async def read_pieces(record: ObjectRecord, pieces: list[Piece], files: list, dek: bytes | None):
+    """Yield the plaintext of planned pieces from their opened files, decrypting when ``dek`` is given (one
+    worker-thread call per 1 MiB, so memory stays bounded)."""
+    loop = asyncio.get_running_loop()
+    e = record.meta.get("e")
+    if e is not None and dek is None:
+        raise S3Error("InternalError", "reading an encrypted object without its data key")
+    inline = None
+    for piece, f in zip(pieces, files, strict=True):
+        if f is None:
             assert record.inline is not None
-            yield record.inline[piece.offset : piece.offset + piece.length]
+            if inline is None:
+                try:
+                    inline = record.inline if dek is None else sse.open_inline(dek, e, record.inline)
+                except blocks.CorruptData:
+                    raise S3Error("InternalError", "The stored object failed its integrity check.") from None
+            yield inline[piece.offset : piece.offset + piece.length]
+        elif dek is not None:
+            cipher = blocks.blob_cipher(dek, piece.blob_id)  # type: ignore[arg-type]
+            try:
+                async for chunk in blocks.stream_plain(f.fileno(), cipher, piece.offset, piece.length,
+                                                       piece.blob_size):
+                    yield chunk
+            except blocks.CorruptData as exc:
+                log.error("object %s/%s: blob %s: %s", record.bucket, record.key, piece.blob_id, exc)
+                raise S3Error("InternalError", "The stored object failed its integrity check.") from None
         else:
-            async for chunk in svc.storage.blobs.stream(piece.blob_id, piece.offset, piece.length):
+            offset, left = piece.offset, piece.length
+            while left > 0:
+                chunk = await loop.run_in_executor(None, os.pread, f.fileno(), min(left, 1 << 20), offset)
+                if not chunk:
+                    raise OSError("blob shorter than its metadata says")
                 yield chunk
+                offset += len(chunk)
+                left -= len(chunk)
+
+
+async def read_range_bytes(svc: S3Service, record: ObjectRecord, start: int, length: int, dek: bytes | None = None):
+    """Yield the plaintext of a range (where the bytes must pass through Python: hashing, re-encrypting)."""
+    pieces = plan_read(record, start, length)
+    files = open_pieces(svc, pieces)
+    try:
+        async for chunk in read_pieces(record, pieces, files, dek):
+            yield chunk
+    finally:
+        for f in files:
+            if f is not None:
+                f.close()
+
+
+class RangeBody:
+    """A Body over bytes already in hand (a stored object's range being copied: it is hashed and, for encrypted
+    destinations, sealed again like any upload)."""
+
+    trailers: dict[str, str] = {}
+    wants_sha256 = False
+
+    def __init__(self, chunks: AsyncIterator, length: int) -> None:
+        self._chunks = chunks
+        self.length = length
+
+    async def read(self) -> bytes:
+        try:
+            return await anext(self._chunks)
+        except StopAsyncIteration:
+            return b""
+
+    def check_sha256(self, hexdigest: str) -> None:
+        pass
 
 
 async def copy_object(
@@ -502,14 +594,19 @@ async def copy_object(
     checksum_algorithm: str | None = None,
     if_match: str | None = None,
     if_none_match: str | None = None,
+    requested: sse.Requested | None = None,
+    source_customer: sse.CustomerKey | None = None,
 ) -> ObjectRecord:
     bucket = svc.bucket(identity, bucket_name, "s3:PutObject", key,
                         request_tags=attrs.tags if replace_tags else None)
     assert identity is not None
     check_key(key)
+    requested = requested or sse.Requested()
     src = read_copy_source(svc, identity, source)
+    src_dek = sse.open_key(svc, src.meta.get("e"), source_customer)
     same = source.bucket == bucket_name and source.key == key and src.is_latest
-    if same and not replace_metadata and attrs.storage_class == src.meta.get("sc", "STANDARD"):
+    if same and not replace_metadata and attrs.storage_class == src.meta.get("sc", "STANDARD") \
+            and not requested.any:
         raise S3Error(
             "InvalidRequest",
             "This copy request is illegal because it is trying to copy an object to itself without changing "
@@ -528,15 +625,42 @@ async def copy_object(
     for name in ("ck", "ckt", "p"):
         if name in src.meta:
             meta[name] = src.meta[name]
-    if checksum_algorithm and checksum_algorithm not in src.meta.get("ck", {}):
-        meta["ck"] = {checksum_algorithm: await _checksum_of(svc, src, checksum_algorithm)}
-        meta["ckt"] = "FULL_OBJECT"
-    # Copying an unversioned object onto itself changes only metadata: the new record shares the bytes.
-    shared = same and versioning(bucket) is None
+    new_checksum = checksum_algorithm if checksum_algorithm and checksum_algorithm not in src.meta.get("ck", {}) \
+        else None
+    # The destination is encrypted as the request asks, else as its bucket's default says (never "like the
+    # source": S3 does not carry a source's encryption over).
+    encryption = sse.choose(svc, bucket, requested)
+    # Copying an unversioned object onto itself, encrypted as before, changes only metadata: the new record
+    # shares the bytes (and the data key).
+    shared = same and versioning(bucket) is None and sse.same_setting(src.meta.get("e"), requested, encryption)
     if shared:
         segments, inline = list(src.segments), src.inline
-    else:
+        if encryption is not None:
+            meta["e"] = {k: v for k, v in src.meta["e"].items() if k != "bk"}
+            if encryption.info.get("bk"):
+                meta["e"]["bk"] = True
+    elif src_dek is None and encryption is None:
         segments, inline = await copy_bytes(svc, src, 0, src.size)
+    else:
+        # Decrypt the source and seal under the destination's key (or store plain), hashing in the same pass.
+        body = RangeBody(read_range_bytes(svc, src, 0, src.size, src_dek).__aiter__(), src.size)
+        ingested = await ingest(body, svc.storage.blobs, {new_checksum} if new_checksum else set(),
+                                inline_limit=svc.inline_limit, dek=encryption.dek if encryption else None)
+        try:
+            await ingested.finish()
+        except BaseException:
+            ingested.discard(svc.storage.blobs)
+            raise
+        segments = [Segment(ingested.writer.blob_id, ingested.size)] if ingested.writer else []
+        inline = ingested.inline
+        meta |= sse.object_info(encryption, ingested.inline_salt)
+        if new_checksum:
+            meta["ck"] = {new_checksum: ingested.checksums[new_checksum]}
+            meta["ckt"] = "FULL_OBJECT"
+            new_checksum = None
+    if new_checksum:
+        meta["ck"] = {new_checksum: await _checksum_of(svc, src, new_checksum, src_dek)}
+        meta["ckt"] = "FULL_OBJECT"
     record = ObjectRecord(bucket_name, key, new_version_id(bucket), src.size, src.etag, time.time(), meta, segments,
                           inline)
     try:
@@ -549,9 +673,9 @@ async def copy_object(
     return record
 
 
-async def _checksum_of(svc: S3Service, record: ObjectRecord, algorithm: str) -> str:
+async def _checksum_of(svc: S3Service, record: ObjectRecord, algorithm: str, dek: bytes | None) -> str:
     hasher = checksums.new_hasher(algorithm)
-    async for chunk in read_range_bytes(svc, record, 0, record.size):
+    async for chunk in read_range_bytes(svc, record, 0, record.size, dek):
         hasher.update(chunk)
     return checksums.b64(hasher.digest())
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shoal.auth.identities import Identity, IdentityStore
+from shoal.crypto.keys import KeyService
 from shoal.errors import S3Error
 from shoal.s3 import access
 from shoal.s3.names import check_bucket_name
@@ -39,6 +40,7 @@ class S3Service:
     inline_limit: int = DEFAULT_INLINE_LIMIT
     default_cors: list | None = None  # server-wide CORS rules for buckets without their own (dev setups)
     lifecycle_day_seconds: float = 86400.0  # how long a lifecycle "day" lasts (scaled down in tests)
+    keys: KeyService | None = None  # server-side encryption (SSE-S3, SSE-KMS); SSE-C works without it
 
     # -- lookups used by every operation ----------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from shoal.http.handlers import (
     buckets,
     cors,
     defaults,
+    encryption,
     lifecycle,
     multipart,
     object_lock,
@@ -24,4 +25,5 @@ HANDLERS = {
     **lifecycle.HANDLERS,
     **object_lock.HANDLERS,
     **cors.HANDLERS,
+    **encryption.HANDLERS,
 }

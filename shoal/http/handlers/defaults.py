@@ -36,8 +36,6 @@ HANDLERS = {
     "GetBucketLogging": _empty("BucketLoggingStatus"),
     "GetBucketAccelerateConfiguration": _empty("AccelerateConfiguration"),
     "GetBucketRequestPayment": _empty("RequestPaymentConfiguration", "<Payer>BucketOwner</Payer>"),
-    "GetBucketEncryption": _missing("ServerSideEncryptionConfigurationNotFoundError",
-                                    "The server side encryption configuration was not found"),
     "GetBucketWebsite": _missing("NoSuchWebsiteConfiguration", "The specified bucket does not have a website "
                                  "configuration"),
     "GetBucketReplication": _missing("ReplicationConfigurationNotFoundError",

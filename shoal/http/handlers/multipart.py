@@ -16,7 +16,7 @@ from shoal.http.handlers.objects import (
     object_attributes,
     require_content_length,
 )
-from shoal.s3 import checksums, multipart, objects
+from shoal.s3 import checksums, multipart, objects, sse
 from shoal.s3.lifecycle import expiration_header
 from shoal.s3.listing import parse_max_keys
 from shoal.s3.service import S3Service
@@ -30,14 +30,15 @@ async def create_multipart_upload(svc: S3Service, req: S3Request) -> web.StreamR
         algorithm = algorithm.strip().upper()
         if algorithm not in checksums.ALGORITHMS:
             raise S3Error("InvalidRequest", f"Checksum algorithm provided is unsupported: {algorithm}")
+    requested = sse.parse_write(req.headers)
     upload = await multipart.create_upload(
         svc, req.identity, req.bucket, req.key, object_attributes(req), algorithm,
-        req.headers.get("x-amz-checksum-type"),
+        req.headers.get("x-amz-checksum-type"), requested,
     )
     inner = xml.el("Bucket", req.bucket) + xml.el("Key", req.key) + xml.el("UploadId", upload.upload_id)
-    headers = {}
+    headers = sse.response_headers(upload.meta.get("e"), requested.customer)
     if algorithm:
-        headers = {"x-amz-checksum-algorithm": algorithm, "x-amz-checksum-type": upload.meta["ckt"]}
+        headers |= {"x-amz-checksum-algorithm": algorithm, "x-amz-checksum-type": upload.meta["ckt"]}
     return xml_response("InitiateMultipartUploadResult", inner, headers=headers)
 
 
@@ -46,11 +47,12 @@ async def upload_part(svc: S3Service, req: S3Request) -> web.StreamResponse:
     require_content_length(req)
     number = multipart.check_part_number(req.query.get("partNumber"))
     checksum = checksum_request(req)
+    customer = sse.parse_customer_key(req.headers)
     part = await multipart.upload_part(
         svc, req.identity, req.bucket, req.key, req.query["uploadId"], number, req.body,  # type: ignore[arg-type]
-        checksum, req.header("Content-MD5"),
+        checksum, req.header("Content-MD5"), customer,
     )
-    headers = {"ETag": f'"{part.etag}"'}
+    headers = {"ETag": f'"{part.etag}"', **_upload_sse_headers(svc, req, customer)}
     if checksum.algorithm:
         headers.update(checksum_headers({checksum.algorithm: part.checksums[checksum.algorithm]}))
     return web.Response(status=200, headers=headers)
@@ -60,12 +62,20 @@ async def upload_part_copy(svc: S3Service, req: S3Request) -> web.StreamResponse
     assert req.bucket and req.key
     number = multipart.check_part_number(req.query.get("partNumber"))
     await req.read_body(0)
+    customer = sse.parse_customer_key(req.headers)
     part = await multipart.upload_part_copy(
         svc, req.identity, req.bucket, req.key, req.query["uploadId"], number, copy_source(req),
-        req.headers.get("x-amz-copy-source-range"),
+        req.headers.get("x-amz-copy-source-range"), customer,
+        sse.parse_customer_key(req.headers, sse.COPY_SOURCE),
     )
     inner = xml.el("LastModified", xml.iso8601(part.last_modified)) + xml.el("ETag", f'"{part.etag}"')
-    return xml_response("CopyPartResult", inner)
+    return xml_response("CopyPartResult", inner, headers=_upload_sse_headers(svc, req, customer))
+
+
+def _upload_sse_headers(svc: S3Service, req: S3Request, customer: sse.CustomerKey | None) -> dict[str, str]:
+    assert req.bucket and req.key
+    upload = svc.storage.meta.get_upload(req.bucket, req.key, req.query["uploadId"])
+    return sse.response_headers(upload.meta.get("e"), customer) if upload is not None else {}
 
 
 async def complete_multipart_upload(svc: S3Service, req: S3Request) -> web.StreamResponse:
@@ -94,10 +104,11 @@ async def complete_multipart_upload(svc: S3Service, req: S3Request) -> web.Strea
         value = req.headers.get(checksums.HEADER_FOR[algorithm])
         if value:
             full = (algorithm, value)
+    customer = sse.parse_customer_key(req.headers)
     record = await multipart.complete_upload(
         svc, req.identity, req.bucket, req.key, req.query["uploadId"], parts, full,
         req.headers.get("x-amz-checksum-type"),
-        if_match=req.header("If-Match"), if_none_match=req.header("If-None-Match"),
+        if_match=req.header("If-Match"), if_none_match=req.header("If-None-Match"), customer=customer,
     )
     location = f"http://{req.headers.get('Host', 'localhost')}/{req.bucket}/{quote(req.key)}"
     inner = xml.el("Location", location) + xml.el("Bucket", req.bucket) + xml.el("Key", req.key)
@@ -107,6 +118,7 @@ async def complete_multipart_upload(svc: S3Service, req: S3Request) -> web.Strea
     if record.meta.get("ck"):
         inner += xml.el("ChecksumType", record.meta.get("ckt"))
     headers = objects.version_header(svc, record) | expiration_header(svc, record)
+    headers |= sse.response_headers(record.meta.get("e"), customer)
     return xml_response("CompleteMultipartUploadResult", inner, headers=headers)
 
 

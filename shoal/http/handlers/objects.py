@@ -10,11 +10,11 @@ from aiohttp import web
 from shoal.errors import S3Error
 from shoal.http import xml
 from shoal.http.app import S3Request, xml_response
-from shoal.s3 import checksums, objects
+from shoal.s3 import checksums, objects, sse
 from shoal.s3.acl import GRANT_HEADERS
 from shoal.s3.conditions import Conditions, parse_http_date
 from shoal.s3.lifecycle import expiration_header
-from shoal.s3.objects import ChecksumRequest, CopySource, ObjectAttributes, Piece
+from shoal.s3.objects import ChecksumRequest, CopySource, ObjectAttributes
 from shoal.s3.service import S3Service
 from shoal.s3.tagging import parse_header as tagging_header
 from shoal.storage.records import ObjectRecord
@@ -162,11 +162,14 @@ async def put_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     assert req.bucket and req.key
     require_content_length(req)
     checksum = checksum_request(req)
+    requested = sse.parse_write(req.headers)
     record = await objects.put_object(
         svc, req.identity, req.bucket, req.key, req.body, object_attributes(req), checksum,  # type: ignore[arg-type]
         req.header("Content-MD5"), if_match=req.header("If-Match"), if_none_match=req.header("If-None-Match"),
+        requested=requested,
     )
-    headers = {"ETag": f'"{record.etag}"', **objects.version_header(svc, record), **expiration_header(svc, record)}
+    headers = {"ETag": f'"{record.etag}"', **objects.version_header(svc, record), **expiration_header(svc, record),
+               **sse.response_headers(record.meta.get("e"), requested.customer)}
     if checksum.algorithm:
         headers.update(checksum_headers({checksum.algorithm: record.meta["ck"][checksum.algorithm]}, "FULL_OBJECT"))
     return web.Response(status=200, headers=headers)
@@ -184,45 +187,39 @@ async def copy_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
                       ArgumentValue=tag_directive)
     await req.read_body(0)
     algorithm = req.headers.get("x-amz-checksum-algorithm")
+    requested = sse.parse_write(req.headers)
     record = await objects.copy_object(
         svc, req.identity, req.bucket, req.key, copy_source(req), directive == "REPLACE", object_attributes(req),
         tag_directive == "REPLACE",
         algorithm.upper() if algorithm else None,
         if_match=req.header("If-Match"), if_none_match=req.header("If-None-Match"),
+        requested=requested, source_customer=sse.parse_customer_key(req.headers, sse.COPY_SOURCE),
     )
     inner = xml.el("LastModified", xml.iso8601(record.last_modified)) + xml.el("ETag", f'"{record.etag}"')
     for name, value in record.meta.get("ck", {}).items():
         inner += xml.el(f"Checksum{name}", value)
     headers = objects.version_header(svc, record) | expiration_header(svc, record)
+    headers |= sse.response_headers(record.meta.get("e"), requested.customer)
     source = copy_source(req)
     if source.version_id:
         headers["x-amz-copy-source-version-id"] = source.version_id
     return xml_response("CopyObjectResult", inner, headers=headers)
 
 
-async def _open_pieces(svc: S3Service, record: ObjectRecord, pieces: list[Piece]):
-    files = []
-    try:
-        for piece in pieces:
-            files.append(None if piece.blob_id is None else svc.storage.blobs.open(piece.blob_id))
-    except BaseException:
-        for f in files:
-            if f is not None:
-                f.close()
-        raise
-    return files
-
-
 async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     assert req.bucket and req.key
     q = req.query
     part_number = q.get("partNumber")
+    sse.refuse_on_read(req.headers)
+    customer = sse.parse_customer_key(req.headers)
     for attempt in range(5):
         record = objects.head_object(svc, req.identity, req.bucket, req.key, conditions(req), q.get("versionId"))
+        dek = sse.open_key(svc, record.meta.get("e"), customer)
         status = 200
         headers = object_headers(record, req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED")
         headers.update(objects.version_header(svc, record))
         headers.update(expiration_header(svc, record))
+        headers.update(sse.response_headers(record.meta.get("e"), customer, write=False))
         start, length = 0, record.size
         if part_number is not None:
             from shoal.s3.multipart import check_part_number
@@ -251,7 +248,7 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
                 headers[header] = q[param]
         pieces = objects.plan_read(record, start, length) if req.method == "GET" else []
         try:
-            files = await _open_pieces(svc, record, pieces)
+            files = objects.open_pieces(svc, pieces)
             break
         except FileNotFoundError:
             # Overwritten between reading metadata and opening its blob: read the new version instead.
@@ -261,13 +258,32 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = length
     try:
+        decrypted = first = None
+        if dek is not None and pieces:
+            # Encrypted: no sendfile; blocks are read and opened on a worker thread, 1 MiB at a time. The first
+            # chunk is read before the headers go out, so a key or data failure is still a clean error.
+            decrypted = objects.read_pieces(record, pieces, files, dek).__aiter__()
+            first = await anext(decrypted, None)
         await response.prepare(req.http)
         if req.method == "HEAD":
             return response
-        await _send_pieces(req, response, record, pieces, files)
+        if decrypted is None:
+            await _send_pieces(req, response, record, pieces, files)
+        else:
+            if first is not None:
+                await response.write(first)
+            async for chunk in decrypted:
+                await response.write(chunk)
         await response.write_eof()
     except (ConnectionResetError, ConnectionError):
         pass
+    except Exception:
+        if not response.prepared:
+            raise
+        # Headers are out: the only honest way to report a failure now is to cut the connection short.
+        log.exception("GET %s/%s failed while sending", req.bucket, req.key)
+        if req.http.transport is not None:
+            req.http.transport.close()
     finally:
         for f in files:
             if f is not None:
@@ -361,7 +377,10 @@ async def get_object_attributes(svc: S3Service, req: S3Request) -> web.StreamRes
     wanted = {a.strip() for a in req.headers.get("x-amz-object-attributes", "").split(",") if a.strip()}
     if not wanted or not wanted <= ATTRIBUTE_NAMES:
         raise S3Error("InvalidArgument", "Invalid attribute name specified.")
+    sse.refuse_on_read(req.headers)
+    customer = sse.parse_customer_key(req.headers)
     record = objects.head_object(svc, req.identity, req.bucket, req.key, conditions(req), req.query.get("versionId"))
+    sse.open_key(svc, record.meta.get("e"), customer)
     meta = record.meta
     inner = ""
     if "ETag" in wanted:
