@@ -133,6 +133,11 @@ class S3App:
             response = self._error_response(request, S3Error("InternalError"), resource, request_id)
         if not response.prepared:  # streamed responses set these themselves before sending headers
             response.headers.update(self.common_headers(request_id))
+            if request.body_exists and not request.content.is_eof():
+                # Answered without reading the whole body (an early refusal, often before a client waiting on
+                # "Expect: 100-continue" sent any of it): the connection cannot carry another request, since
+                # its next bytes may be the rest of this body or the client's next request.
+                response.force_close()
         status = response.status
         if access_log.isEnabledFor(logging.INFO):
             access_log.info("%s %s %s %s %d %.1fms", request.remote, request.method, raw_path, operation, status,
@@ -151,11 +156,7 @@ class S3App:
                 response.headers["x-amz-error-code"] = exc.code
             return response
         body = error_document(exc, resource, request_id)
-        response = web.Response(status=exc.status, body=body, headers=headers, content_type="application/xml")
-        if exc.status in (400, 403, 411, 413) and request.body_exists and not request.content.is_eof():
-            # We refused before reading the body: do not try to read the rest of a possibly huge upload.
-            response.force_close()
-        return response
+        return web.Response(status=exc.status, body=body, headers=headers, content_type="application/xml")
 
     async def _s3(self, request: web.BaseRequest, request_id: str, raw_path: str, raw_query: str):
         headers = request.headers
