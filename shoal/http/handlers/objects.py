@@ -42,9 +42,10 @@ def object_attributes(req: S3Request) -> ObjectAttributes:
     encoding = headers.get("Content-Encoding")
     if encoding is not None:
         # aws-chunked describes the transfer, not the object: S3 does not store it.
-        kept = [e.strip() for e in encoding.split(",") if e.strip() and e.strip().lower() != "aws-chunked"]
+        # Drop that token only, keeping the client's own spelling of the rest ("gzip, identity").
+        kept = [e for e in encoding.split(",") if e.strip() and e.strip().lower() != "aws-chunked"]
         if kept:
-            headers["Content-Encoding"] = ",".join(kept)
+            headers["Content-Encoding"] = ",".join(kept).strip()
         else:
             del headers["Content-Encoding"]
     user: dict[str, str] = {}
