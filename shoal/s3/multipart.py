@@ -21,6 +21,7 @@ from shoal.s3.objects import (
     ObjectAttributes,
     _etag_condition,
     new_version_id,
+    precondition_error,
     read_copy_source,
     read_range_bytes,
 )
@@ -280,8 +281,8 @@ async def complete_upload(
                                                expect_absent=if_none_match is not None)
     except NoSuchUploadError:
         raise S3Error("NoSuchUpload", UploadId=upload_id) from None
-    except PreconditionError:
-        raise S3Error("PreconditionFailed", Condition="If-Match" if if_match else "If-None-Match") from None
+    except PreconditionError as exc:
+        raise precondition_error(exc, key) from None
     svc.storage.garbage_made()
     return record
 

@@ -143,11 +143,18 @@ async def commit_object(
             expect_etag=_etag_condition(if_match),
             expect_absent=if_none_match is not None,
         )
-    except PreconditionError:
-        raise S3Error("PreconditionFailed", Condition="If-Match" if if_match else "If-None-Match") from None
+    except PreconditionError as exc:
+        raise precondition_error(exc, record.key) from None
     except KeyError:
         raise S3Error("NoSuchBucket", BucketName=record.bucket) from None
     svc.storage.garbage_made()
+
+
+def precondition_error(exc: PreconditionError, key: str) -> S3Error:
+    """A failed conditional write as S3 reports it: If-Match on a key with no object is NoSuchKey."""
+    if exc.absent:
+        return S3Error("NoSuchKey", Key=key)
+    return S3Error("PreconditionFailed", Condition=exc.condition)
 
 
 def _etag_condition(if_match: str | None) -> str | None:

@@ -415,7 +415,9 @@ def _check_precondition(
     exists = row is not None and not row[1]
     if expect_absent and exists:
         raise PreconditionError("If-None-Match")
-    if expect_etag is not None and (not exists or (expect_etag != "*" and row[0] != expect_etag)):
+    if expect_etag is not None and not exists:
+        raise PreconditionError("If-Match", absent=True)
+    if expect_etag is not None and expect_etag != "*" and row[0] != expect_etag:
         raise PreconditionError("If-Match")
 
 
