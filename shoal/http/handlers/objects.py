@@ -324,7 +324,7 @@ async def get_object_attributes(svc: S3Service, req: S3Request) -> web.StreamRes
         marker = int(req.headers.get("x-amz-part-number-marker", "0"))
         chosen = [(i + 1, p) for i, p in enumerate(parts) if i + 1 > marker][:max_parts]
         algorithm = next(iter(meta.get("ck", {})), None)
-        inner += "<ObjectParts>" + xml.el("TotalPartsCount", len(parts)) + xml.el("PartNumberMarker", marker)
+        inner += "<ObjectParts>" + xml.el("PartsCount", len(parts)) + xml.el("PartNumberMarker", marker)
         if chosen:
             inner += xml.el("NextPartNumberMarker", chosen[-1][0])
         inner += xml.el("MaxParts", max_parts)
