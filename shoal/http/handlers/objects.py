@@ -191,6 +191,9 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
         if part_number is not None:
             from shoal.s3.multipart import check_part_number
 
+            if "Range" in req.headers:
+                raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
+
             start, length = objects.part_range(record, check_part_number(part_number))
             count = objects.parts_count(record)
             if count is not None:
