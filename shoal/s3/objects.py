@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
 from shoal.s3 import checksums
-from shoal.s3.conditions import Conditions, evaluate
+from shoal.s3.conditions import Conditions, evaluate, failed_condition
 from shoal.s3.ingest import Body, Ingested, check_content_md5, ingest
 from shoal.s3.names import check_key
 from shoal.s3.service import S3Service
@@ -174,7 +174,7 @@ def head_object(
     if conditions is not None and conditions.any:
         outcome = evaluate(conditions, record.etag, record.last_modified)
         if outcome == 412:
-            raise S3Error("PreconditionFailed", Condition="If-Match/If-Unmodified-Since")
+            raise S3Error("PreconditionFailed", Condition=failed_condition(conditions, outcome))
         if outcome == 304:
             raise S3Error("NotModified", headers=not_modified_headers(record))
     return record
@@ -348,8 +348,10 @@ def read_copy_source(svc: S3Service, identity: Identity | None, source: CopySour
         raise S3Error("NoSuchKey", Key=source.key)
     if source.version_id not in (None, "null", record.version_id):
         raise S3Error("NoSuchVersion", Key=source.key, VersionId=source.version_id or "")
-    if source.conditions.any and evaluate(source.conditions, record.etag, record.last_modified) is not None:
-        raise S3Error("PreconditionFailed", Condition="x-amz-copy-source-If-*")
+    outcome = evaluate(source.conditions, record.etag, record.last_modified) if source.conditions.any else None
+    if outcome is not None:  # a copy is never "not modified": every failed condition is a 412
+        raise S3Error("PreconditionFailed",
+                      Condition="x-amz-copy-source-" + failed_condition(source.conditions, outcome))
     return record
 
 
