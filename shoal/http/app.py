@@ -133,7 +133,15 @@ class S3App:
             response = self._error_response(request, S3Error("InternalError"), resource, request_id)
         if not response.prepared:  # streamed responses set these themselves before sending headers
             response.headers.update(self.common_headers(request_id))
-            if request.body_exists and not request.content.is_eof():
+            if not request.body_exists and request.headers.get("Expect", "").lower() == "100-continue":
+                # No body to ask for, so no body read ever sent "100 Continue" (the RFC lets us skip it). But
+                # botocore, having seen a final response instead, keeps expecting that status line on this
+                # connection and misreads its next response: send the interim response anyway.
+                try:
+                    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                except ConnectionError:
+                    pass
+            elif request.body_exists and not request.content.is_eof():
                 # Answered without reading the whole body (an early refusal, often before a client waiting on
                 # "Expect: 100-continue" sent any of it): the connection cannot carry another request, since
                 # its next bytes may be the rest of this body or the client's next request.
