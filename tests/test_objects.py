@@ -7,10 +7,12 @@ import gzip
 import os
 from datetime import UTC, datetime
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import client, error_code, status_of
+from conftest import ROOT, client, error_code, status_of
 from s3util import b64, checksum, md5_b64, multipart_etag, raw_request
 
 ALGORITHMS = ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"]
@@ -120,6 +122,24 @@ def test_empty_object(s3, bucket):
     got = s3.get_object(Bucket=bucket, Key="empty")
     assert got["ContentLength"] == 0
     assert got["Body"].read() == b""
+
+
+def test_empty_put_then_more_requests_on_same_connection(server, bucket):
+    # boto3 sends "Expect: 100-continue" even for an empty body; a server that answers such a request without
+    # the interim 100 leaves botocore misreading the next response on that connection (it hung until timeout).
+    c = boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id=ROOT[0], aws_secret_access_key=ROOT[1],
+                     region_name="us-east-1",
+                     config=Config(retries={"total_max_attempts": 1}, max_pool_connections=1, read_timeout=5))
+    for i in range(3):
+        c.put_object(Bucket=bucket, Key=f"empty{i}", Body=b"")
+        c.put_object(Bucket=bucket, Key=f"full{i}", Body=b"x" * 100)
+        assert c.get_object(Bucket=bucket, Key=f"full{i}")["Body"].read() == b"x" * 100
+    # The same after an early refusal of a request with a body (the connection must not be reused as is).
+    with pytest.raises(ClientError) as e:
+        c.put_object(Bucket="no-such-bucket-for-this", Key="k", Body=b"y" * 1000)
+    assert error_code(e.value) == "NoSuchBucket"
+    c.put_object(Bucket=bucket, Key="after", Body=b"z" * 100)
+    assert c.get_object(Bucket=bucket, Key="after")["Body"].read() == b"z" * 100
 
 
 # -- checksums --------------------------------------------------------------------------------------------------
