@@ -41,6 +41,41 @@ def test_list_buckets_sorted_with_owner(s3):
     assert resp["Owner"]["DisplayName"]
 
 
+def test_list_buckets_prefix_and_pages(s3):
+    tag = uuid.uuid4().hex[:10]
+    names = sorted(f"lb-{tag}-{i}" for i in range(5))
+    for n in names:
+        s3.create_bucket(Bucket=n)
+    s3.create_bucket(Bucket=f"lb-{tag}x-eu", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    resp = s3.list_buckets(Prefix=f"lb-{tag}-")
+    assert [b["Name"] for b in resp["Buckets"]] == names
+    assert resp["Prefix"] == f"lb-{tag}-"
+    assert "ContinuationToken" not in resp
+    got, token = [], None
+    for _ in range(10):
+        args = {"Prefix": f"lb-{tag}", "MaxBuckets": 2}
+        if token:
+            args["ContinuationToken"] = token
+        resp = s3.list_buckets(**args)
+        assert len(resp["Buckets"]) <= 2
+        got += [b["Name"] for b in resp["Buckets"]]
+        token = resp.get("ContinuationToken")
+        if not token:
+            break
+    assert got == [*names, f"lb-{tag}x-eu"]
+    paginated = s3.get_paginator("list_buckets").paginate(Prefix=f"lb-{tag}", PaginationConfig={"PageSize": 4})
+    assert [b["Name"] for page in paginated for b in page["Buckets"]] == got
+    resp = s3.list_buckets(Prefix=f"lb-{tag}", BucketRegion="eu-west-1")
+    assert [b["Name"] for b in resp["Buckets"]] == [f"lb-{tag}x-eu"]
+
+
+def test_list_buckets_invalid_max(s3):
+    with pytest.raises(ClientError) as e:
+        s3.list_buckets(MaxBuckets=10001)  # boto3 itself refuses values below 1
+    assert error_code(e.value) == "InvalidArgument"
+    assert status_of(e.value) == 400
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -248,3 +283,26 @@ def test_alt_user_sees_only_own_buckets(s3, alt_s3, bucket):
     assert alt_s3.get_object(Bucket=mine, Key="k")["Body"].read() == b"alt"
     alt_s3.delete_object(Bucket=mine, Key="k")
     alt_s3.delete_bucket(Bucket=mine)
+
+
+def test_anonymous_requests_are_denied(server, s3, bucket):
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    s3.put_object(Bucket=bucket, Key="k", Body=b"private")
+    anon = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                        config=Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1}))
+    for call in (
+        lambda: anon.list_buckets(),
+        lambda: anon.list_objects_v2(Bucket=bucket),
+        lambda: anon.get_object(Bucket=bucket, Key="k"),
+        lambda: anon.put_object(Bucket=bucket, Key="anon", Body=b"x"),
+        lambda: anon.delete_object(Bucket=bucket, Key="k"),
+        lambda: anon.create_bucket(Bucket=unique("anon")),
+    ):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert error_code(e.value) == "AccessDenied"
+        assert status_of(e.value) == 403
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"private"
