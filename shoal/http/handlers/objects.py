@@ -76,7 +76,10 @@ def checksum_request(req: S3Request) -> ChecksumRequest:
                 return ChecksumRequest(algorithm, None, in_trailer=True)
         raise S3Error("InvalidRequest", f"The value specified in the x-amz-trailer header is not supported: {trailer}")
     if present:
-        return ChecksumRequest(present[0][0], present[0][1])
+        algorithm, value = present[0]
+        if not checksums.is_valid_value(algorithm, value):
+            raise S3Error("InvalidRequest", f"Value for {checksums.HEADER_FOR[algorithm]} header is invalid.")
+        return ChecksumRequest(algorithm, value)
     sdk = h.get("x-amz-sdk-checksum-algorithm") or h.get("x-amz-checksum-algorithm")
     if sdk:
         algorithm = sdk.strip().upper()
