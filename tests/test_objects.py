@@ -205,6 +205,24 @@ def test_wrong_checksum_value_is_bad_digest(s3, bucket, algorithm):
     assert status_of(e.value) == 404  # nothing was stored
 
 
+@pytest.mark.parametrize("value", ["not base64!", "AAAAAAAA", "="])
+def test_malformed_checksum_value(s3, bucket, value):
+    # Not base64, or not the size of a CRC32: refused as invalid, not compared.
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="k", Body=b"data", ChecksumCRC32=value)
+    assert error_code(e.value) == "InvalidRequest"
+    assert status_of(e.value) == 400
+
+
+def test_two_checksum_headers(s3, bucket):
+    data = b"two checksums"
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="k", Body=data, ChecksumCRC32=checksum("CRC32", data),
+                      ChecksumSHA256=checksum("SHA256", data))
+    assert error_code(e.value) == "InvalidRequest"
+    assert status_of(e.value) == 400
+
+
 def test_wrong_checksum_keeps_previous_version(s3, bucket):
     s3.put_object(Bucket=bucket, Key="k", Body=b"old")
     with pytest.raises(ClientError) as e:
