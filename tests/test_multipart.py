@@ -480,3 +480,17 @@ def test_list_parts_shows_checksums(s3, bucket):
     resp = s3.list_parts(Bucket=bucket, Key="lc", UploadId=upload_id)
     assert resp["ChecksumAlgorithm"] == "CRC32"
     assert [p["ChecksumCRC32"] for p in resp["Parts"]] == [checksum("CRC32", b"one"), checksum("CRC32", b"two")]
+
+
+def test_part_content_md5(s3, bucket):
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="md5")["UploadId"]
+    data = os.urandom(1000)
+    ok = s3.upload_part(Bucket=bucket, Key="md5", UploadId=upload_id, PartNumber=1, Body=data,
+                        ContentMD5=b64(hashlib.md5(data).digest()))
+    assert ok["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    with pytest.raises(ClientError) as e:
+        s3.upload_part(Bucket=bucket, Key="md5", UploadId=upload_id, PartNumber=2, Body=data,
+                       ContentMD5=b64(hashlib.md5(b"other").digest()))
+    assert error_code(e.value) == "BadDigest"
+    assert status_of(e.value) == 400
+    assert [p["PartNumber"] for p in s3.list_parts(Bucket=bucket, Key="md5", UploadId=upload_id)["Parts"]] == [1]
