@@ -120,6 +120,9 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
         max_field_size=16 * 1024,  # S3 refuses request headers beyond 8 KiB; leave room for long URLs
         max_headers=256,
         access_log=None,
+        # A Content-Encoding on a PUT describes the object (a gzip file served as such), not the transfer:
+        # its bytes are stored exactly as sent, never decompressed.
+        auto_decompress=False,
     )
     runner = web.ServerRunner(server, shutdown_timeout=settings.shutdown_timeout, handle_signals=False)
     await runner.setup()

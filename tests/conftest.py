@@ -154,3 +154,20 @@ def error_code(exc) -> str:
 
 def status_of(exc) -> int:
     return exc.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+# -- slow tests: skipped unless asked for ----------------------------------------------------------------------
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run tests marked slow (multi-GiB transfers); or set SHOAL_SLOW=1")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow") or os.environ.get("SHOAL_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: pass --runslow or set SHOAL_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

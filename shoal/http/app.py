@@ -153,6 +153,19 @@ class S3App:
             response.headers.update(self.common_headers(request_id))
             for name, value in cors_headers.items():
                 response.headers.setdefault(name, value)
+            if not request.body_exists and request.headers.get("Expect", "").lower() == "100-continue":
+                # No body to ask for, so no body read ever sent "100 Continue" (the RFC lets us skip it). But
+                # botocore, having seen a final response instead, keeps expecting that status line on this
+                # connection and misreads its next response: send the interim response anyway.
+                try:
+                    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                except ConnectionError:
+                    pass
+            elif request.body_exists and not request.content.is_eof():
+                # Answered without reading the whole body (an early refusal, often before a client waiting on
+                # "Expect: 100-continue" sent any of it): the connection cannot carry another request, since
+                # its next bytes may be the rest of this body or the client's next request.
+                response.force_close()
         status = response.status
         if access_log.isEnabledFor(logging.INFO):
             access_log.info("%s %s %s %s %d %.1fms", request.remote, request.method, raw_path, operation, status,
@@ -171,11 +184,7 @@ class S3App:
                 response.headers["x-amz-error-code"] = exc.code
             return response
         body = error_document(exc, resource, request_id)
-        response = web.Response(status=exc.status, body=body, headers=headers, content_type="application/xml")
-        if exc.status in (400, 403, 411, 413) and request.body_exists and not request.content.is_eof():
-            # We refused before reading the body: do not try to read the rest of a possibly huge upload.
-            response.force_close()
-        return response
+        return web.Response(status=exc.status, body=body, headers=headers, content_type="application/xml")
 
     def _cors_headers(self, request: web.BaseRequest, raw_path: str) -> dict[str, str]:
         """CORS headers for an actual (non-preflight) request from a browser, per the bucket's rules."""

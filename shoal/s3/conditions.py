@@ -54,3 +54,10 @@ def evaluate(c: Conditions, etag: str, last_modified: float) -> int | None:
     elif c.if_modified_since is not None and mtime <= c.if_modified_since:
         return 304
     return None
+
+
+def failed_condition(c: Conditions, outcome: int) -> str:
+    """The header that decided ``outcome`` (from :func:`evaluate`), as S3 names it in <Condition>."""
+    if outcome == 412:
+        return "If-Match" if c.if_match is not None else "If-Unmodified-Since"
+    return "If-None-Match" if c.if_none_match is not None else "If-Modified-Since"

@@ -247,12 +247,15 @@ async def complete_upload(
     if not requested:
         raise S3Error("MalformedXML", "You must specify at least one part.")
     stored = {p.number: p for p in svc.storage.meta.list_parts(upload_id, 0, MAX_PART_NUMBER + 1)}
+    # Checked in this order whatever the position of the offending part: the list's order, then that every
+    # part exists as described, then the sizes.
     previous = 0
-    chosen: list[Part] = []
-    for i, req in enumerate(requested):
+    for req in requested:
         if req.number <= previous:
             raise S3Error("InvalidPartOrder", UploadId=upload_id)
         previous = req.number
+    chosen: list[Part] = []
+    for req in requested:
         part = stored.get(req.number)
         if part is None or req.etag.strip().strip('"') != part.etag:
             raise S3Error("InvalidPart", UploadId=upload_id, PartNumber=str(req.number), ETag=req.etag)
@@ -260,10 +263,11 @@ async def complete_upload(
             if part.checksums.get(algorithm) not in (None, value):
                 raise S3Error("InvalidPart", f"The {algorithm} checksum of part {req.number} does not match.",
                               UploadId=upload_id, PartNumber=str(req.number))
-        if i < len(requested) - 1 and part.size < MIN_PART_SIZE:
-            raise S3Error("EntityTooSmall", ProposedSize=str(part.size), MinSizeAllowed=str(MIN_PART_SIZE),
-                          PartNumber=str(req.number), ETag=part.etag)
         chosen.append(part)
+    for part in chosen[:-1]:
+        if part.size < MIN_PART_SIZE:
+            raise S3Error("EntityTooSmall", ProposedSize=str(part.size), MinSizeAllowed=str(MIN_PART_SIZE),
+                          PartNumber=str(part.number), ETag=part.etag)
 
     md5s = b"".join(bytes.fromhex(p.etag) for p in chosen)
     etag = f"{hashlib.md5(md5s).hexdigest()}-{len(chosen)}"

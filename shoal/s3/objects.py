@@ -13,7 +13,7 @@ from shoal.auth.identities import Identity
 from shoal.crypto import blocks
 from shoal.errors import S3Error
 from shoal.s3 import access, access_settings, checksums, object_lock, sse
-from shoal.s3.conditions import Conditions, evaluate
+from shoal.s3.conditions import Conditions, evaluate, failed_condition
 from shoal.s3.ingest import Body, Ingested, check_content_md5, ingest
 from shoal.s3.names import check_key, check_version_id
 from shoal.s3.service import S3Service
@@ -192,9 +192,10 @@ def etag_condition(header: str | None) -> str | None:
 
 
 def precondition_error(exc: PreconditionError, key: str) -> S3Error:
-    if exc.args and exc.args[0] == "missing":
-        return S3Error("NoSuchKey", Key=key)  # If-Match on a key that does not exist
-    return S3Error("PreconditionFailed", Condition=str(exc.args[0]) if exc.args else "If-Match")
+    """A failed conditional write as S3 reports it: If-Match on a key with no object is NoSuchKey."""
+    if exc.absent:
+        return S3Error("NoSuchKey", Key=key)
+    return S3Error("PreconditionFailed", Condition=exc.condition)
 
 
 def head_object(
@@ -233,7 +234,7 @@ def head_object(
     if conditions is not None and conditions.any:
         outcome = evaluate(conditions, record.etag, record.last_modified)
         if outcome == 412:
-            raise S3Error("PreconditionFailed", Condition="If-Match/If-Unmodified-Since")
+            raise S3Error("PreconditionFailed", Condition=failed_condition(conditions, outcome))
         if outcome == 304:
             raise S3Error("NotModified", headers=not_modified_headers(record))
     return record
@@ -461,8 +462,10 @@ def read_copy_source(svc: S3Service, identity: Identity | None, source: CopySour
             raise S3Error("InvalidRequest", "The source of a copy request may not specifically refer to a delete "
                           "marker by version id.")
         raise S3Error("NoSuchKey", Key=source.key)
-    if source.conditions.any and evaluate(source.conditions, record.etag, record.last_modified) is not None:
-        raise S3Error("PreconditionFailed", Condition="x-amz-copy-source-If-*")
+    outcome = evaluate(source.conditions, record.etag, record.last_modified) if source.conditions.any else None
+    if outcome is not None:  # a copy is never "not modified": every failed condition is a 412
+        raise S3Error("PreconditionFailed",
+                      Condition="x-amz-copy-source-" + failed_condition(source.conditions, outcome))
     return record
 
 

@@ -60,10 +60,27 @@ class S3Service:
 
     # -- bucket operations ------------------------------------------------------------------------------
 
-    def list_buckets(self, identity: Identity | None) -> list[Bucket]:
+    def list_buckets(
+        self,
+        identity: Identity | None,
+        prefix: str = "",
+        region: str | None = None,
+        after: str = "",
+        limit: int | None = None,
+    ) -> tuple[list[Bucket], bool]:
+        """The buckets ``identity`` may see, in name order: those named ``prefix``..., in ``region`` if given,
+        after ``after``, at most ``limit``; and whether more follow."""
         access.require_identity(identity)
         assert identity is not None
-        return [b for b in self.storage.meta.list_buckets() if access.can_see(identity, b)]
+        chosen = [
+            b for b in self.storage.meta.list_buckets()
+            if access.can_see(identity, b) and b.name.startswith(prefix) and b.name > after
+            and (region is None or b.region == region)
+        ]
+        chosen.sort(key=lambda b: b.name)
+        if limit is not None and len(chosen) > limit:
+            return chosen[:limit], True
+        return chosen, False
 
     async def create_bucket(
         self, identity: Identity | None, name: str, location: str | None, headers: Mapping[str, str] | None = None

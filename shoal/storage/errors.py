@@ -15,3 +15,8 @@ class NoSuchUploadError(StorageError):
 
 class PreconditionError(StorageError):
     """A conditional write (If-Match / If-None-Match) found the key in another state."""
+
+    def __init__(self, condition: str, *, absent: bool = False) -> None:
+        super().__init__(condition)
+        self.condition = condition
+        self.absent = absent  # If-Match found no object at all

@@ -501,7 +501,7 @@ def _check_precondition(
         raise PreconditionError("If-None-Match")
     if if_match is not None:
         if not exists:
-            raise PreconditionError("missing")
+            raise PreconditionError("If-Match", absent=True)
         if if_match not in ("*", row[0]):
             raise PreconditionError("If-Match")
 

@@ -24,8 +24,24 @@ def owner_element(user_id: str, svc: S3Service) -> str:
     return "<Owner>" + xml.el("ID", user_id) + xml.el("DisplayName", name) + "</Owner>"
 
 
+MAX_BUCKETS = 10000
+
+
 async def list_buckets(svc: S3Service, req: S3Request) -> web.StreamResponse:
-    buckets = svc.list_buckets(req.identity)
+    q = req.query
+    limit = None
+    if "max-buckets" in q:
+        try:
+            limit = int(q["max-buckets"])
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_BUCKETS:
+            raise S3Error("InvalidArgument", f"Argument max-buckets must be an integer between 1 and {MAX_BUCKETS}",
+                          ArgumentName="max-buckets", ArgumentValue=q["max-buckets"])
+    token = q.get("continuation-token")
+    after = _token_decode(token) if token else ""
+    prefix = q.get("prefix", "")
+    buckets, more = svc.list_buckets(req.identity, prefix, q.get("bucket-region") or None, after, limit)
     assert req.identity is not None
     inner = owner_element(req.identity.user_id, svc) + "<Buckets>"
     inner += "".join(
@@ -33,7 +49,12 @@ async def list_buckets(svc: S3Service, req: S3Request) -> web.StreamResponse:
         + xml.el("BucketRegion", b.region) + "</Bucket>"
         for b in buckets
     )
-    return xml_response("ListAllMyBucketsResult", inner + "</Buckets>")
+    inner += "</Buckets>"
+    if more:
+        inner += xml.el("ContinuationToken", _token_encode(buckets[-1].name))
+    if "prefix" in q:
+        inner += xml.el("Prefix", prefix)
+    return xml_response("ListAllMyBucketsResult", inner)
 
 
 async def create_bucket(svc: S3Service, req: S3Request) -> web.StreamResponse:

@@ -45,9 +45,10 @@ def object_attributes(req: S3Request) -> ObjectAttributes:
     encoding = headers.get("Content-Encoding")
     if encoding is not None:
         # aws-chunked describes the transfer, not the object: S3 does not store it.
-        kept = [e.strip() for e in encoding.split(",") if e.strip() and e.strip().lower() != "aws-chunked"]
+        # Drop that token only, keeping the client's own spelling of the rest ("gzip, identity").
+        kept = [e for e in encoding.split(",") if e.strip() and e.strip().lower() != "aws-chunked"]
         if kept:
-            headers["Content-Encoding"] = ",".join(kept)
+            headers["Content-Encoding"] = ",".join(kept).strip()
         else:
             del headers["Content-Encoding"]
     user: dict[str, str] = {}
@@ -84,7 +85,10 @@ def checksum_request(req: S3Request) -> ChecksumRequest:
                 return ChecksumRequest(algorithm, None, in_trailer=True)
         raise S3Error("InvalidRequest", f"The value specified in the x-amz-trailer header is not supported: {trailer}")
     if present:
-        return ChecksumRequest(present[0][0], present[0][1])
+        algorithm, value = present[0]
+        if not checksums.is_valid_value(algorithm, value):
+            raise S3Error("InvalidRequest", f"Value for {checksums.HEADER_FOR[algorithm]} header is invalid.")
+        return ChecksumRequest(algorithm, value)
     sdk = h.get("x-amz-sdk-checksum-algorithm") or h.get("x-amz-checksum-algorithm")
     if sdk:
         algorithm = sdk.strip().upper()
@@ -223,6 +227,9 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
         start, length = 0, record.size
         if part_number is not None:
             from shoal.s3.multipart import check_part_number
+
+            if "Range" in req.headers:
+                raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
 
             start, length = objects.part_range(record, check_part_number(part_number))
             count = objects.parts_count(record)
