@@ -19,7 +19,7 @@ from multidict import CIMultiDictProxy
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
 from shoal.http import xml
-from shoal.http.authenticate import RequestView, authenticate
+from shoal.http.authenticate import RequestView, authenticate, expects_continue
 from shoal.http.routing import resolve, split_target
 from shoal.s3.service import S3Service
 
@@ -120,17 +120,26 @@ class S3App:
         resource = raw_path
         operation = "-"
         status = 500
+        cont = expects_continue(request)
         try:
             special = self.extra_routes.get(raw_path)
             if special is not None and request.method in ("GET", "HEAD"):
                 response = await special(request)  # type: ignore[operator]
             else:
-                response, operation = await self._s3(request, request_id, raw_path, raw_query)
+                response, operation = await self._s3(request, request_id, raw_path, raw_query, cont)
         except S3Error as exc:
             response = self._error_response(request, exc, resource, request_id)
         except Exception:
             log.exception("internal error in %s %s", request.method, raw_path)
             response = self._error_response(request, S3Error("InternalError"), resource, request_id)
+        if cont.pending:
+            # Answered without asking for the body. A client that holds its body back may still send it, or may
+            # reuse the connection for its next request: either way the connection cannot carry another request.
+            # With no body announced at all, the 100 costs nothing and keeps the connection usable.
+            if request.body_exists:
+                response.force_close()
+            elif not response.prepared:
+                await cont()
         if not response.prepared:  # streamed responses set these themselves before sending headers
             response.headers.update(self.common_headers(request_id))
         status = response.status
@@ -157,7 +166,7 @@ class S3App:
             response.force_close()
         return response
 
-    async def _s3(self, request: web.BaseRequest, request_id: str, raw_path: str, raw_query: str):
+    async def _s3(self, request: web.BaseRequest, request_id: str, raw_path: str, raw_query: str, cont):
         headers = request.headers
         query_pairs = parse_query(raw_query)
         query = dict(query_pairs)
@@ -169,7 +178,7 @@ class S3App:
         view = RequestView(request.method, raw_path, path, query_pairs, view_headers,
                            bucket if self.domain and bucket and not raw_path.startswith(f"/{bucket}") else None)
         route = resolve(request.method, bucket, key, query, headers)
-        identity, body = await authenticate(request, view, self.service.identities)
+        identity, body = await authenticate(request, view, self.service.identities, cont=cont)
         handler = self.handlers.get(route.operation)
         if handler is None:
             raise S3Error("NotImplemented", f"{route.operation} is not implemented by Shoal yet.")

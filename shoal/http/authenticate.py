@@ -128,12 +128,26 @@ def _body_for_payload(
     return _plain_body(request, payload, cont)
 
 
+def expects_continue(request: BaseRequest) -> _Continue:
+    return _Continue(request.writer, request.headers.get("Expect", "").strip().lower() == "100-continue")
+
+
 async def authenticate(
-    request: BaseRequest, view: RequestView, identities: IdentityStore, now: float | None = None
+    request: BaseRequest, view: RequestView, identities: IdentityStore, now: float | None = None,
+    cont: _Continue | None = None,
 ) -> tuple[Identity | None, object]:
     """(identity or None for anonymous, body). Raises S3Error when a signature is present but wrong."""
-    now = time.time() if now is None else now
-    cont = _Continue(request.writer, request.headers.get("Expect", "").lower() == "100-continue")
+    cont = cont or expects_continue(request)
+    identity, body = _authenticate(request, view, identities, time.time() if now is None else now, cont)
+    if isinstance(body, EmptyBody):
+        # Nothing to hold back: answer the expectation now. A final response without a preceding 100 would also
+        # be legal, but botocore then keeps the early status line around for the next request on the
+        # connection and misreads that request's response.
+        await cont()
+    return identity, body
+
+
+def _authenticate(request: BaseRequest, view: RequestView, identities: IdentityStore, now: float, cont: _Continue):
     authorization = _first(view.headers, "authorization")
     query = dict(view.query_pairs)
     if authorization is not None:

@@ -28,6 +28,11 @@ class _Continue:
         self._writer = writer
         self._pending = expect
 
+    @property
+    def pending(self) -> bool:
+        """The client asked for ``100 Continue`` and has not been sent it (so it may be holding the body back)."""
+        return self._pending
+
     async def __call__(self) -> None:
         if self._pending:
             self._pending = False
