@@ -80,10 +80,10 @@ def xml_response(root: str, inner: str, status: int = 200, headers: dict[str, st
                         content_type="application/xml")
 
 
-def error_document(error: S3Error, resource: str, request_id: str) -> bytes:
+def error_document(error: S3Error, resource: str, request_id: str, host_id: str) -> bytes:
     inner = xml.el("Code", error.code) + xml.el("Message", error.message)
     inner += "".join(xml.el(k, v) for k, v in error.extra.items())
-    inner += xml.el("Resource", resource) + xml.el("RequestId", request_id) + xml.el("HostId", request_id)
+    inner += xml.el("Resource", resource) + xml.el("RequestId", request_id) + xml.el("HostId", host_id)
     return xml.document("Error", inner, namespace=False)
 
 
@@ -153,13 +153,15 @@ class S3App:
 
     def _error_response(self, request: web.BaseRequest, exc: S3Error, resource: str, request_id: str):
         headers = dict(exc.headers)
-        if exc.status == 304 or request.method == "HEAD":
-            # No body: HEAD never has one, and 304 must not. The status (and headers) tell the story.
-            response = web.Response(status=exc.status, headers=headers)
-            if request.method == "HEAD" and exc.status != 304:
-                response.headers["x-amz-error-code"] = exc.code
+        if exc.status == 304:
+            return web.Response(status=exc.status, headers=headers)  # must not have a body
+        body = error_document(exc, resource, request_id, self.host_id)
+        if request.method == "HEAD":
+            # HEAD never has a body; its Content-Length is that of the document a GET would have had.
+            response = web.Response(status=exc.status, headers=headers, content_type="application/xml")
+            response.headers["x-amz-error-code"] = exc.code
+            response.headers["Content-Length"] = str(len(body))
             return response
-        body = error_document(exc, resource, request_id)
         response = web.Response(status=exc.status, body=body, headers=headers, content_type="application/xml")
         if exc.status in (400, 403, 411, 413) and request.body_exists and not request.content.is_eof():
             # We refused before reading the body: do not try to read the rest of a possibly huge upload.
