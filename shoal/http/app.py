@@ -132,21 +132,35 @@ class S3App:
         except Exception:
             log.exception("internal error in %s %s", request.method, raw_path)
             response = self._error_response(request, S3Error("InternalError"), resource, request_id)
-        if cont.pending:
-            # Answered without asking for the body. A client that holds its body back may still send it, or may
-            # reuse the connection for its next request: either way the connection cannot carry another request.
-            # With no body announced at all, the 100 costs nothing and keeps the connection usable.
-            if request.body_exists:
-                response.force_close()
-            elif not response.prepared:
-                await cont()
         if not response.prepared:  # streamed responses set these themselves before sending headers
             response.headers.update(self.common_headers(request_id))
+        if cont.pending:
+            # Answered without asking for the body. A client that holds its body back may still send it, or may
+            # reuse the connection for its next request: either way the connection cannot carry another request,
+            # and waiting for a body the client is not sending would only hold it up. With no body announced at
+            # all, the 100 costs nothing and keeps the connection usable.
+            if request.body_exists:
+                await self._answer_and_close(request, response)
+            elif not response.prepared:
+                await cont()
         status = response.status
         if access_log.isEnabledFor(logging.INFO):
             access_log.info("%s %s %s %s %d %.1fms", request.remote, request.method, raw_path, operation, status,
                             (time.perf_counter() - started) * 1000)
         return response
+
+    @staticmethod
+    async def _answer_and_close(request: web.BaseRequest, response: web.StreamResponse) -> None:
+        response.force_close()
+        try:
+            if not response.prepared:
+                await response.prepare(request)
+            await response.write_eof()
+        except ConnectionError:
+            pass
+        # Closing the transport flushes what was written first. Without this aiohttp would keep reading
+        # ("lingering") for a body the client holds back until it sees a 100 that never comes.
+        request.protocol.force_close()
 
     def common_headers(self, request_id: str) -> dict[str, str]:
         return {"x-amz-request-id": request_id, "x-amz-id-2": self.host_id, "Server": SERVER_NAME}
