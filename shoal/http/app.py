@@ -112,8 +112,20 @@ class S3App:
         self.handlers = HANDLERS
         self.host_id = base64.b64encode(os.urandom(24)).decode()
         self.extra_routes: dict[str, object] = {}
+        self.in_flight = 0  # requests between their headers and their handler's answer
+        self.draining = False  # shutting down: answer what is in flight, then close each connection
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        self.in_flight += 1
+        try:
+            response = await self._handle(request)
+        finally:
+            self.in_flight -= 1
+        if self.draining:
+            response.force_close()
+        return response
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = os.urandom(8).hex().upper()
         raw_path, _, raw_query = request.raw_path.partition("?")
