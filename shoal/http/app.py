@@ -81,8 +81,8 @@ def xml_response(root: str, inner: str, status: int = 200, headers: dict[str, st
 
 
 def error_document(error: S3Error, resource: str, request_id: str, host_id: str) -> bytes:
-    inner = xml.el("Code", error.code) + xml.el("Message", error.message)
-    inner += "".join(xml.el(k, v) for k, v in error.extra.items())
+    inner = xml.el("Code", error.code) + xml.el("Message", xml.printable(error.message))
+    inner += "".join(xml.el(k, xml.printable(v)) for k, v in error.extra.items())
     inner += xml.el("Resource", resource) + xml.el("RequestId", request_id) + xml.el("HostId", host_id)
     return xml.document("Error", inner, namespace=False)
 
