@@ -471,6 +471,20 @@ def test_presigned_query_missing_parameters(raw, rb):
     assert resp.status == 400 and resp.code == "AuthorizationQueryParametersError"
 
 
+@pytest.mark.parametrize("value", ["a%0Db", "text%2Fplain%0D%0AX-Injected%3A%201", "%00", "a%7Fb"])
+def test_response_override_with_control_characters(raw, rb, value):
+    assert raw.signed("PUT", f"/{rb}/k", b"data").status == 200
+    for method in ("GET", "HEAD"):
+        resp = raw.signed(method, f"/{rb}/k?response-content-type={value}")
+        assert resp.status == 400, resp
+        assert "x-injected" not in resp.headers
+        if method == "GET":
+            assert resp.code == "InvalidArgument"
+    resp = raw.signed("GET", f"/{rb}/k?response-content-disposition=attachment%3B%20filename%3D%22%C3%BC.txt%22")
+    assert resp.status == 200 and resp.headers["content-disposition"] == 'attachment; filename="ü.txt"'.encode(
+        ).decode("latin-1")
+
+
 # -- Signature V2 -------------------------------------------------------------------------------------------------
 
 
@@ -890,6 +904,23 @@ def test_unicode_and_reserved_characters_round_trip(raw, rb):
     ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
     got = [unquote_plus(k.text or "") for k in ET.fromstring(listed.body).iter(f"{ns}Key")]
     assert sorted(got) == sorted(keys)
+
+
+def test_keys_with_control_characters(raw, rb):
+    ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+    key = "line\rbreak\r\nand\ttab"
+    path = f"/{rb}/" + quote(key, safe="")
+    assert raw.signed("PUT", path, b"cr").status == 200
+    assert raw.signed("GET", path).body == b"cr"
+    # Listed without encoding-type: the CR must survive XML end-of-line normalisation.
+    listed = ET.fromstring(raw.signed("GET", f"/{rb}?list-type=2").body)
+    assert [k.text for k in listed.iter(f"{ns}Key")] == [key]
+    listed = ET.fromstring(raw.signed("GET", f"/{rb}").body)
+    assert [k.text for k in listed.iter(f"{ns}Key")] == [key]
+    # Error documents must parse whatever the key held (the response check parses every error document).
+    for odd in ("a\x01b", "nul\x1f", "\x7f"):
+        resp = raw.signed("GET", f"/{rb}/" + quote(odd, safe=""))
+        assert resp.status == 404 and resp.code == "NoSuchKey", resp
 
 
 # -- virtual-hosted style ---------------------------------------------------------------------------------------

@@ -165,6 +165,13 @@ async def copy_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     return xml_response("CopyObjectResult", inner)
 
 
+def _override_value(param: str, value: str) -> str:
+    """A ``response-*`` value becomes a response header: no control characters (no header injection)."""
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
+        raise S3Error("InvalidArgument", f"Invalid value for {param}.", ArgumentName=param)
+    return value
+
+
 async def _open_pieces(svc: S3Service, record: ObjectRecord, pieces: list[Piece]):
     files = []
     try:
@@ -209,7 +216,7 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
             headers.pop("x-amz-checksum-type", None)
         for param, header in RESPONSE_OVERRIDES.items():
             if param in q:
-                headers[header] = q[param]
+                headers[header] = _override_value(param, q[param])
         pieces = objects.plan_read(record, start, length) if req.method == "GET" else []
         try:
             files = await _open_pieces(svc, record, pieces)
