@@ -723,6 +723,17 @@ def test_pipelined_requests_are_answered_in_order(raw, rb):
     assert bodies == [b"AAA", b"BBBB", b"AAA"]
 
 
+def test_range_and_part_number_together_are_refused(raw, rb):
+    assert raw.signed("PUT", f"/{rb}/k", b"0123456789").status == 200
+    for method in ("GET", "HEAD"):
+        resp = raw.signed(method, f"/{rb}/k?partNumber=1", headers={"Range": "bytes=0-1"})
+        assert resp.status == 400, resp
+        if method == "GET":
+            assert resp.code == "InvalidRequest"
+    assert raw.signed("GET", f"/{rb}/k?partNumber=1").body == b"0123456789"
+    assert raw.signed("GET", f"/{rb}/k", headers={"Range": "bytes=0-1"}).body == b"01"
+
+
 # -- Content-MD5 ------------------------------------------------------------------------------------------------
 
 

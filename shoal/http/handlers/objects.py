@@ -189,6 +189,8 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     assert req.bucket and req.key
     q = req.query
     part_number = q.get("partNumber")
+    if part_number is not None and req.headers.get("Range"):
+        raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
     for attempt in range(5):
         record = objects.head_object(svc, req.identity, req.bucket, req.key, conditions(req))
         status = 200
