@@ -141,9 +141,16 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down: finishing in-flight requests")
+    await site.stop()  # no new connections
+    # Let requests in flight finish, uploads included, before aiohttp's own shutdown: that stops reading from
+    # every connection at once, so an upload whose body is still arriving could never complete.
+    app.draining = True
+    deadline = loop.time() + settings.shutdown_timeout
+    while app.in_flight and loop.time() < deadline:
+        await asyncio.sleep(0.02)
     if worker is not None:
         await worker.stop()  # its writes already submitted still commit; their garbage is collected below
-    await runner.cleanup()  # stops accepting, waits for running handlers up to shutdown_timeout
+    await runner.cleanup()  # closes idle connections; cancels whatever is still running
     await storage.stop_background()
     storage.close()
 

@@ -50,11 +50,13 @@ def canonical_request(
     payload_hash: str,
     *,
     skip_query: str | None = None,
+    encoded_path: str | None = None,
 ) -> str:
+    """``path`` is decoded and encoded the AWS way; ``encoded_path``, when given, is used exactly as it is."""
     return "\n".join(
         (
             method,
-            uri_encode(path, keep_slash=True),
+            uri_encode(path, keep_slash=True) if encoded_path is None else encoded_path,
             canonical_query(query, skip=skip_query),
             canonical_headers(headers, signed_headers),
             ";".join(signed_headers),

@@ -19,7 +19,7 @@ from multidict import CIMultiDictProxy
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
 from shoal.http import xml
-from shoal.http.authenticate import RequestView, authenticate
+from shoal.http.authenticate import RequestView, authenticate, expects_continue
 from shoal.http.routing import resolve, split_target
 from shoal.s3 import context, cors
 from shoal.s3.service import S3Service
@@ -81,10 +81,10 @@ def xml_response(root: str, inner: str, status: int = 200, headers: dict[str, st
                         content_type="application/xml")
 
 
-def error_document(error: S3Error, resource: str, request_id: str) -> bytes:
-    inner = xml.el("Code", error.code) + xml.el("Message", error.message)
-    inner += "".join(xml.el(k, v) for k, v in error.extra.items())
-    inner += xml.el("Resource", resource) + xml.el("RequestId", request_id) + xml.el("HostId", request_id)
+def error_document(error: S3Error, resource: str, request_id: str, host_id: str) -> bytes:
+    inner = xml.el("Code", error.code) + xml.el("Message", xml.printable(error.message))
+    inner += "".join(xml.el(k, xml.printable(v)) for k, v in error.extra.items())
+    inner += xml.el("Resource", resource) + xml.el("RequestId", request_id) + xml.el("HostId", host_id)
     return xml.document("Error", inner, namespace=False)
 
 
@@ -129,8 +129,20 @@ class S3App:
         self.handlers = HANDLERS
         self.host_id = base64.b64encode(os.urandom(24)).decode()
         self.extra_routes: dict[str, object] = {}
+        self.in_flight = 0  # requests between their headers and their handler's answer
+        self.draining = False  # shutting down: answer what is in flight, then close each connection
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        self.in_flight += 1
+        try:
+            response = await self._handle(request)
+        finally:
+            self.in_flight -= 1
+        if self.draining:
+            response.force_close()
+        return response
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = os.urandom(8).hex().upper()
         raw_path, _, raw_query = request.raw_path.partition("?")
@@ -138,12 +150,14 @@ class S3App:
         operation = "-"
         status = 500
         cors_headers = self._cors_headers(request, raw_path) if "Origin" in request.headers else {}
+        cont = expects_continue(request)
         try:
             special = self.extra_routes.get(raw_path)
             if special is not None and request.method in ("GET", "HEAD"):
                 response = await special(request)  # type: ignore[operator]
             else:
-                response, operation = await self._s3(request, request_id, raw_path, raw_query, cors_headers)
+                response, operation = await self._s3(request, request_id, raw_path, raw_query, cont,
+                                                     cors_headers)
         except S3Error as exc:
             response = self._error_response(request, exc, resource, request_id)
         except Exception:
@@ -153,38 +167,53 @@ class S3App:
             response.headers.update(self.common_headers(request_id))
             for name, value in cors_headers.items():
                 response.headers.setdefault(name, value)
-            if not request.body_exists and request.headers.get("Expect", "").lower() == "100-continue":
-                # No body to ask for, so no body read ever sent "100 Continue" (the RFC lets us skip it). But
-                # botocore, having seen a final response instead, keeps expecting that status line on this
-                # connection and misreads its next response: send the interim response anyway.
-                try:
-                    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                except ConnectionError:
-                    pass
-            elif request.body_exists and not request.content.is_eof():
-                # Answered without reading the whole body (an early refusal, often before a client waiting on
-                # "Expect: 100-continue" sent any of it): the connection cannot carry another request, since
-                # its next bytes may be the rest of this body or the client's next request.
-                response.force_close()
+        if cont.pending:
+            # Answered without asking for the body. A client that holds its body back may still send it, or may
+            # reuse the connection for its next request: either way the connection cannot carry another request,
+            # and waiting for a body the client is not sending would only hold it up. With no body announced at
+            # all, the 100 costs nothing and keeps the connection usable.
+            if request.body_exists:
+                await self._answer_and_close(request, response)
+            elif not response.prepared:
+                await cont()
         status = response.status
         if access_log.isEnabledFor(logging.INFO):
             access_log.info("%s %s %s %s %d %.1fms", request.remote, request.method, raw_path, operation, status,
                             (time.perf_counter() - started) * 1000)
         return response
 
+    @staticmethod
+    async def _answer_and_close(request: web.BaseRequest, response: web.StreamResponse) -> None:
+        response.force_close()
+        try:
+            if not response.prepared:
+                await response.prepare(request)
+            await response.write_eof()
+        except ConnectionError:
+            pass
+        # Closing the transport flushes what was written first. Without this aiohttp would keep reading
+        # ("lingering") for a body the client holds back until it sees a 100 that never comes.
+        request.protocol.force_close()
+
     def common_headers(self, request_id: str) -> dict[str, str]:
         return {"x-amz-request-id": request_id, "x-amz-id-2": self.host_id, "Server": SERVER_NAME}
 
     def _error_response(self, request: web.BaseRequest, exc: S3Error, resource: str, request_id: str):
         headers = dict(exc.headers)
-        if exc.status == 304 or request.method == "HEAD":
-            # No body: HEAD never has one, and 304 must not. The status (and headers) tell the story.
-            response = web.Response(status=exc.status, headers=headers)
-            if request.method == "HEAD" and exc.status != 304:
-                response.headers["x-amz-error-code"] = exc.code
+        if exc.status == 304:
+            return web.Response(status=exc.status, headers=headers)  # must not have a body
+        body = error_document(exc, resource, request_id, self.host_id)
+        if request.method == "HEAD":
+            # HEAD never has a body; its Content-Length is that of the document a GET would have had.
+            response = web.Response(status=exc.status, headers=headers, content_type="application/xml")
+            response.headers["x-amz-error-code"] = exc.code
+            response.headers["Content-Length"] = str(len(body))
             return response
-        body = error_document(exc, resource, request_id)
-        return web.Response(status=exc.status, body=body, headers=headers, content_type="application/xml")
+        response = web.Response(status=exc.status, body=body, headers=headers, content_type="application/xml")
+        if exc.status in (400, 403, 411, 413) and request.body_exists and not request.content.is_eof():
+            # We refused before reading the body: do not try to read the rest of a possibly huge upload.
+            response.force_close()
+        return response
 
     def _cors_headers(self, request: web.BaseRequest, raw_path: str) -> dict[str, str]:
         """CORS headers for an actual (non-preflight) request from a browser, per the bucket's rules."""
@@ -200,7 +229,8 @@ class S3App:
         return cors.actual_headers(rules, request.headers["Origin"], method)
 
     async def _s3(
-        self, request: web.BaseRequest, request_id: str, raw_path: str, raw_query: str, cors_headers: dict[str, str]
+        self, request: web.BaseRequest, request_id: str, raw_path: str, raw_query: str, cont,
+        cors_headers: dict[str, str],
     ):
         headers = request.headers
         query_pairs = parse_query(raw_query)
@@ -214,9 +244,9 @@ class S3App:
                            bucket if self.domain and bucket and not raw_path.startswith(f"/{bucket}") else None)
         route = resolve(request.method, bucket, key, query, headers)
         if route.operation == "PreflightRequest":
-            identity, body = None, None
+            identity, body = None, None  # CORS preflight requests are never signed
         else:
-            identity, body = await authenticate(request, view, self.service.identities)
+            identity, body = await authenticate(request, view, self.service.identities, cont=cont)
         context.current.set(_request_context(request, view, query, identity is not None))
         handler = self.handlers.get(route.operation)
         if handler is None:

@@ -128,12 +128,26 @@ def _body_for_payload(
     return _plain_body(request, payload, cont)
 
 
+def expects_continue(request: BaseRequest) -> _Continue:
+    return _Continue(request.writer, request.headers.get("Expect", "").strip().lower() == "100-continue")
+
+
 async def authenticate(
-    request: BaseRequest, view: RequestView, identities: IdentityStore, now: float | None = None
+    request: BaseRequest, view: RequestView, identities: IdentityStore, now: float | None = None,
+    cont: _Continue | None = None,
 ) -> tuple[Identity | None, object]:
     """(identity or None for anonymous, body). Raises S3Error when a signature is present but wrong."""
-    now = time.time() if now is None else now
-    cont = _Continue(request.writer, request.headers.get("Expect", "").lower() == "100-continue")
+    cont = cont or expects_continue(request)
+    identity, body = _authenticate(request, view, identities, time.time() if now is None else now, cont)
+    if isinstance(body, EmptyBody):
+        # Nothing to hold back: answer the expectation now. A final response without a preceding 100 would also
+        # be legal, but botocore then keeps the early status line around for the next request on the
+        # connection and misreads that request's response.
+        await cont()
+    return identity, body
+
+
+def _authenticate(request: BaseRequest, view: RequestView, identities: IdentityStore, now: float, cont: _Continue):
     authorization = _first(view.headers, "authorization")
     query = dict(view.query_pairs)
     if authorization is not None:
@@ -178,15 +192,29 @@ def _v4_header(request, view: RequestView, identities, authorization: str, now: 
     payload = _first(view.headers, "x-amz-content-sha256")
     if payload is None:
         raise S3Error("InvalidRequest", "Missing required header for this request: x-amz-content-sha256")
-    canonical = sigv4.canonical_request(
-        view.method, view.path, view.query_pairs, view.headers, parsed.signed_headers, payload
-    )
     key = sigv4.signing_key(identity.secret_key, parsed.scope.date, parsed.scope.region, parsed.scope.service)
-    expected = sigv4.sign(key, sigv4.string_to_sign(amz_date, parsed.scope, canonical))
-    if not sigv4.signatures_match(expected, parsed.signature):
+    if not _v4_signature_matches(view, key, amz_date, parsed.scope, parsed.signed_headers, payload,
+                                 parsed.signature):
         raise S3Error("SignatureDoesNotMatch", AWSAccessKeyId=parsed.access_key)
-    signer = ChunkSigner(key, amz_date, parsed.scope, expected)
+    signer = ChunkSigner(key, amz_date, parsed.scope, parsed.signature)
     return identity, _body_for_payload(request, view, payload, signer, cont)
+
+
+def _v4_signature_matches(view: RequestView, key: bytes, amz_date: str, scope: sigv4.Scope, signed_headers: list[str],
+                          payload: str, given: str, skip_query: str | None = None) -> bool:
+    """Does ``given`` sign this request? The canonical URI is the path encoded the AWS way; a client that signed
+    the path exactly as it sent it, encoded some other way (``%2F`` for a slash inside a key, lower-case hex,
+    ``%2E``), signed the same request, so that is accepted too."""
+    encodings: list[str | None] = [None]
+    if view.raw_path != sigv4.uri_encode(view.path, keep_slash=True):
+        encodings.append(view.raw_path)
+    for encoded_path in encodings:
+        canonical = sigv4.canonical_request(view.method, view.path, view.query_pairs, view.headers, signed_headers,
+                                            payload, skip_query=skip_query, encoded_path=encoded_path)
+        expected = sigv4.sign(key, sigv4.string_to_sign(amz_date, scope, canonical))
+        if sigv4.signatures_match(expected, given):
+            return True
+    return False
 
 
 def _v4_query(request, view: RequestView, identities, query: dict[str, str], now: float, cont):
@@ -218,14 +246,10 @@ def _v4_query(request, view: RequestView, identities, query: dict[str, str], now
         raise S3Error("AuthorizationQueryParametersError", "Invalid credential date.")
     payload = (query.get("X-Amz-Content-Sha256") or _first(view.headers, "x-amz-content-sha256")
                or sigv4.UNSIGNED_PAYLOAD)
-    canonical = sigv4.canonical_request(
-        view.method, view.path, view.query_pairs, view.headers, signed_headers,
-        payload if payload in (sigv4.UNSIGNED_PAYLOAD,) or len(payload) == 64 else sigv4.UNSIGNED_PAYLOAD,
-        skip_query="X-Amz-Signature",
-    )
     key = sigv4.signing_key(identity.secret_key, scope.date, scope.region, scope.service)
-    expected = sigv4.sign(key, sigv4.string_to_sign(amz_date, scope, canonical))
-    if not sigv4.signatures_match(expected, signature):
+    signed_payload = payload if payload in (sigv4.UNSIGNED_PAYLOAD,) or len(payload) == 64 else sigv4.UNSIGNED_PAYLOAD
+    if not _v4_signature_matches(view, key, amz_date, scope, signed_headers, signed_payload, signature,
+                                 skip_query="X-Amz-Signature"):
         raise S3Error("SignatureDoesNotMatch", AWSAccessKeyId=access_key)
     return identity, _body_for_payload(request, view, payload, None, cont)
 

@@ -28,6 +28,11 @@ class _Continue:
         self._writer = writer
         self._pending = expect
 
+    @property
+    def pending(self) -> bool:
+        """The client asked for ``100 Continue`` and has not been sent it (so it may be holding the body back)."""
+        return self._pending
+
     async def __call__(self) -> None:
         if self._pending:
             self._pending = False
@@ -62,7 +67,10 @@ class PlainBody:
         if self._remaining <= 0:
             return b""
         await self._continue()
-        data = await self._stream.read(min(self._remaining, MAX_READ))
+        try:
+            data = await self._stream.read(min(self._remaining, MAX_READ))
+        except Exception as exc:  # the client went away mid-body
+            raise S3Error("IncompleteBody") from exc
         if not data:
             if self.length is None:
                 self._remaining = 0
@@ -219,7 +227,11 @@ class ChunkedBody:
         if self._chunk_hash is not None:
             self._chunk_hash.update(data)
         if self._chunk_left == 0:
-            if await self._stream.readexactly(2) != b"\r\n":
+            try:
+                end = await self._stream.readexactly(2)
+            except Exception as exc:
+                raise S3Error("IncompleteBody", "The chunked body ended early.") from exc
+            if end != b"\r\n":
                 raise S3Error("IncompleteBody", "Malformed chunked encoding: missing CRLF after chunk data.")
             self._end_chunk()
         return data

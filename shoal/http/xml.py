@@ -3,6 +3,7 @@ and parsing request bodies safely (defusedxml: no entity expansion, no external 
 
 from __future__ import annotations
 
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
@@ -19,7 +20,17 @@ HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 
 def esc(value: object) -> str:
-    return _escape(str(value), {'"': "&quot;"})
+    # A raw CR would reach the client as LF (XML end-of-line normalisation): keys with one would change.
+    return _escape(str(value), {'"': "&quot;", "\r": "&#13;"})
+
+
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def printable(value: object) -> str:
+    """``value`` without the characters XML 1.0 cannot carry at all (not even as references), for documents
+    that must parse whatever the request held, such as error documents."""
+    return _XML_INVALID.sub("\ufffd", str(value))
 
 
 def el(tag: str, value: object) -> str:

@@ -210,12 +210,21 @@ async def copy_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     return xml_response("CopyObjectResult", inner, headers=headers)
 
 
+def _override_value(param: str, value: str) -> str:
+    """A ``response-*`` value becomes a response header: no control characters (no header injection)."""
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
+        raise S3Error("InvalidArgument", f"Invalid value for {param}.", ArgumentName=param)
+    return value
+
+
 async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     assert req.bucket and req.key
     q = req.query
     part_number = q.get("partNumber")
     sse.refuse_on_read(req.headers)
     customer = sse.parse_customer_key(req.headers)
+    if part_number is not None and req.headers.get("Range"):
+        raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
     for attempt in range(5):
         record = objects.head_object(svc, req.identity, req.bucket, req.key, conditions(req), q.get("versionId"))
         dek = sse.open_key(svc, record.meta.get("e"), customer)
@@ -252,7 +261,7 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
                 headers.update(objects.part_checksum_headers(record, int(part_number)))
         for param, header in RESPONSE_OVERRIDES.items():
             if param in q:
-                headers[header] = q[param]
+                headers[header] = _override_value(param, q[param])
         pieces = objects.plan_read(record, start, length) if req.method == "GET" else []
         try:
             files = objects.open_pieces(svc, pieces)
