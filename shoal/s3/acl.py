@@ -118,6 +118,8 @@ BUCKET_PERMISSION = {
     "s3:ListBucket": "READ", "s3:ListBucketVersions": "READ", "s3:ListBucketMultipartUploads": "READ",
     "s3:PutObject": "WRITE", "s3:DeleteObject": "WRITE", "s3:DeleteObjectVersion": "WRITE",
     "s3:AbortMultipartUpload": "WRITE", "s3:ListMultipartUploadParts": "WRITE",
+    "s3:PutObjectTagging": "WRITE", "s3:PutObjectVersionTagging": "WRITE", "s3:DeleteObjectTagging": "WRITE",
+    "s3:DeleteObjectVersionTagging": "WRITE",
     "s3:GetBucketAcl": "READ_ACP", "s3:PutBucketAcl": "WRITE_ACP",
 }
 OBJECT_PERMISSION = {

@@ -66,7 +66,6 @@ async def create_upload(
     requested: sse.Requested | None = None,
 ) -> Upload:
     bucket_record = svc.bucket(identity, bucket, "s3:PutObject", key, request_tags=attrs.tags)
-    assert identity is not None
     check_key(key)
     attrs.validate()
     owner = object_owner(bucket_record, identity)

@@ -101,9 +101,12 @@ class PutResult:
     record: ObjectRecord
 
 
-def object_owner(bucket: Bucket, identity: Identity) -> str:
-    """Who owns a new object: the writer, unless the bucket enforces bucket-owner ownership."""
-    return bucket.owner if access.ownership(bucket) == "BucketOwnerEnforced" else identity.user_id
+def object_owner(bucket: Bucket, identity: Identity | None) -> str:
+    """Who owns a new object: the writer, unless the bucket enforces bucket-owner ownership or the writer is
+    anonymous (allowed by a public-write grant): then the bucket's owner."""
+    if identity is None or access.ownership(bucket) == "BucketOwnerEnforced":
+        return bucket.owner
+    return identity.user_id
 
 
 def versioning(bucket: Bucket) -> str | None:
@@ -135,7 +138,6 @@ async def put_object(
     requested: sse.Requested | None = None,
 ) -> ObjectRecord:
     bucket = svc.bucket(identity, bucket_name, "s3:PutObject", key, request_tags=attrs.tags)
-    assert identity is not None
     check_key(key)
     attrs.validate()
     owner = object_owner(bucket, identity)
@@ -240,10 +242,14 @@ def head_object(
     return record
 
 
-def version_header(svc: S3Service, record: ObjectRecord) -> dict[str, str]:
-    """x-amz-version-id for responses about this version: shown once its bucket has had versioning."""
+def version_header(svc: S3Service, record: ObjectRecord, *, write: bool = False) -> dict[str, str]:
+    """x-amz-version-id for responses about this version. A write that made a null version says nothing (as S3
+    in unversioned and suspended buckets); a read of the null version says "null" once the bucket has had
+    versioning."""
     if record.version_id != "null":
         return {"x-amz-version-id": record.version_id}
+    if write:
+        return {}
     bucket = svc.storage.meta.get_bucket(record.bucket)
     if bucket is not None and versioning(bucket) is not None:
         return {"x-amz-version-id": "null"}
@@ -602,7 +608,6 @@ async def copy_object(
 ) -> ObjectRecord:
     bucket = svc.bucket(identity, bucket_name, "s3:PutObject", key,
                         request_tags=attrs.tags if replace_tags else None)
-    assert identity is not None
     check_key(key)
     requested = requested or sse.Requested()
     src = read_copy_source(svc, identity, source)

@@ -40,7 +40,7 @@ def validate(tags: Tags, limit: int) -> Tags:
 def parse_header(value: str) -> Tags:
     """``x-amz-tagging: k1=v1&k2=v2`` (URL query encoding)."""
     try:
-        pairs = parse_qsl(value, keep_blank_values=True, strict_parsing=bool(value))
+        pairs = parse_qsl(value, keep_blank_values=True)
     except ValueError:
         raise S3Error("InvalidArgument", "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL "
                       "query parameters without tag name duplicates.", ArgumentName="x-amz-tagging") from None

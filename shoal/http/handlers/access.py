@@ -20,7 +20,8 @@ def acl_headers(req: S3Request) -> dict[str, str]:
 def _render_acl(svc: S3Service, owner: str, grants: list[acl.Grant]) -> str:
     name = access_settings.display_name(svc, owner)
     inner = "<Owner>" + xml.el("ID", owner) + xml.el("DisplayName", name) + "</Owner><AccessControlList>"
-    for kind, value, permission in grants:
+    # Group grants first, then users: the order S3-compatible servers return and clients' tests expect.
+    for kind, value, permission in sorted(grants, key=lambda g: g[0] != "uri"):
         if kind == "id":
             grantee = (f'<Grantee xmlns:xsi="{XSI}" xsi:type="CanonicalUser">' + xml.el("ID", value)
                        + xml.el("DisplayName", access_settings.display_name(svc, value)) + "</Grantee>")

@@ -158,9 +158,8 @@ async def list_objects_v2(svc: S3Service, req: S3Request) -> web.StreamResponse:
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     start_after = q.get("start-after", "")
     token = q.get("continuation-token")
-    if token is not None and token == "":
-        raise S3Error("InvalidArgument", "The continuation token provided is incorrect",
-                      ArgumentName="continuation-token")
+    if token == "":
+        token = None  # an empty token is no token (boto3 paginators may send one)
     after = _token_decode(token) if token is not None else start_after
     max_keys = listing.parse_max_keys(q.get("max-keys"))
     fetch_owner = q.get("fetch-owner", "").lower() == "true"

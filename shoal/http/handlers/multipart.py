@@ -117,7 +117,7 @@ async def complete_multipart_upload(svc: S3Service, req: S3Request) -> web.Strea
         inner += xml.el(f"Checksum{algorithm}", value)
     if record.meta.get("ck"):
         inner += xml.el("ChecksumType", record.meta.get("ckt"))
-    headers = objects.version_header(svc, record) | expiration_header(svc, record)
+    headers = objects.version_header(svc, record, write=True) | expiration_header(svc, record)
     headers |= sse.response_headers(record.meta.get("e"), customer)
     return xml_response("CompleteMultipartUploadResult", inner, headers=headers)
 

@@ -172,7 +172,8 @@ async def put_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
         req.header("Content-MD5"), if_match=req.header("If-Match"), if_none_match=req.header("If-None-Match"),
         requested=requested,
     )
-    headers = {"ETag": f'"{record.etag}"', **objects.version_header(svc, record), **expiration_header(svc, record),
+    headers = {"ETag": f'"{record.etag}"', **objects.version_header(svc, record, write=True),
+               **expiration_header(svc, record),
                **sse.response_headers(record.meta.get("e"), requested.customer)}
     if checksum.algorithm:
         headers.update(checksum_headers({checksum.algorithm: record.meta["ck"][checksum.algorithm]}, "FULL_OBJECT"))
@@ -202,7 +203,7 @@ async def copy_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     inner = xml.el("LastModified", xml.iso8601(record.last_modified)) + xml.el("ETag", f'"{record.etag}"')
     for name, value in record.meta.get("ck", {}).items():
         inner += xml.el(f"Checksum{name}", value)
-    headers = objects.version_header(svc, record) | expiration_header(svc, record)
+    headers = objects.version_header(svc, record, write=True) | expiration_header(svc, record)
     headers |= sse.response_headers(record.meta.get("e"), requested.customer)
     source = copy_source(req)
     if source.version_id:
@@ -370,7 +371,8 @@ async def delete_objects(svc: S3Service, req: S3Request) -> web.StreamResponse:
     parts = []
     for outcome in outcomes:
         if outcome.error is not None:
-            parts.append("<Error>" + xml.el("Key", outcome.key) + xml.el("Code", outcome.error.code)
+            version = xml.el("VersionId", outcome.version_id) if outcome.version_id is not None else ""
+            parts.append("<Error>" + xml.el("Key", outcome.key) + version + xml.el("Code", outcome.error.code)
                          + xml.el("Message", outcome.error.message) + "</Error>")
         elif not quiet:
             requested_version = dict(keys).get(outcome.key)
