@@ -101,9 +101,13 @@ class PutResult:
     record: ObjectRecord
 
 
-def object_owner(bucket: Bucket, identity: Identity) -> str:
-    """Who owns a new object: the writer, unless the bucket enforces bucket-owner ownership."""
-    return bucket.owner if access.ownership(bucket) == "BucketOwnerEnforced" else identity.user_id
+def object_owner(bucket: Bucket, identity: Identity | None) -> str:
+    """Who owns a new object: the writer, unless the bucket enforces bucket-owner ownership. An anonymous
+    writer (a public-write bucket, an unsigned form upload) owns nothing: its objects belong to the bucket's
+    owner, as in Ceph RGW."""
+    if identity is None or access.ownership(bucket) == "BucketOwnerEnforced":
+        return bucket.owner
+    return identity.user_id
 
 
 def versioning(bucket: Bucket) -> str | None:
@@ -135,7 +139,6 @@ async def put_object(
     requested: sse.Requested | None = None,
 ) -> ObjectRecord:
     bucket = svc.bucket(identity, bucket_name, "s3:PutObject", key, request_tags=attrs.tags)
-    assert identity is not None
     check_key(key)
     attrs.validate()
     owner = object_owner(bucket, identity)
