@@ -203,12 +203,16 @@ def test_v2_signed_form(s3, url, bucket):
     assert body_of(s3, bucket, "foo.txt") == b"bar"
 
 
-def test_boto3_generate_presigned_post_v4(s3, bucket):
-    presigned = s3.generate_presigned_post(
+def test_boto3_generate_presigned_post_v4(server, s3, bucket):
+    v4 = boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id=ROOT[0],
+                      aws_secret_access_key=ROOT[1], region_name="us-east-1",
+                      config=Config(signature_version="s3v4"))
+    presigned = v4.generate_presigned_post(
         bucket, "docs/${filename}", Fields={"Content-Type": "text/csv", "x-amz-meta-owner": "ann"},
         Conditions=[{"Content-Type": "text/csv"}, {"x-amz-meta-owner": "ann"}, ["content-length-range", 1, 1000],
                     ["starts-with", "$key", "docs/"]],
         ExpiresIn=600)
+    assert presigned["fields"]["x-amz-algorithm"] == "AWS4-HMAC-SHA256"
     reply = post(presigned["url"], presigned["fields"], ("report.csv", b"a,b\n1,2\n", "text/csv"))
     assert reply.status == 204, reply
     got = s3.get_object(Bucket=bucket, Key="docs/report.csv")
@@ -325,6 +329,29 @@ def test_server_side_encryption_and_checksum_fields(s3, url, bucket):
     reply = post(url, {**fields, "key": "enc2", "x-amz-checksum-sha256": "sailorjerry"}, data)
     assert reply.status == 400, reply
     assert absent(s3, bucket, "enc2")
+
+
+def test_customer_key_fields(s3, url, bucket):
+    key = os.urandom(32)
+    customer = {"x-amz-server-side-encryption-customer-algorithm": "AES256",
+                "x-amz-server-side-encryption-customer-key": base64.b64encode(key).decode(),
+                "x-amz-server-side-encryption-customer-key-md5": base64.b64encode(hashlib.md5(key).digest()).decode()}
+    conditions = [["starts-with", "$key", ""], *(["starts-with", f"${name}", ""] for name in customer)]
+    reply = post(url, {"key": "ssec", **customer, **v2_form(v2_policy(bucket, *conditions))}, b"secret")
+    assert reply.status == 204, reply
+    with pytest.raises(ClientError):
+        s3.get_object(Bucket=bucket, Key="ssec")
+    got = s3.get_object(Bucket=bucket, Key="ssec", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+    assert got["Body"].read() == b"secret"
+
+
+def test_bucket_policy_conditions_see_form_fields(s3, url, bucket):
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+        "Condition": {"StringEquals": {"s3:x-amz-acl": "public-read"}}}]}))
+    assert post(url, {"key": "p", "acl": "public-read"}).status == 204
+    assert post(url, {"key": "q", "acl": "private"}).code == "AccessDenied"
+    assert post(url, {"key": "q"}).code == "AccessDenied"
 
 
 def test_case_insensitive_field_names_and_operators(s3, url, bucket):
