@@ -244,6 +244,15 @@ def test_anonymous_form_on_public_write_bucket(server, s3, public_bucket):
     assert anonymous.get_object(Bucket=public_bucket, Key="anon.txt")["Body"].read() == b"bar"  # acl=public-read
 
 
+def test_anonymous_put_on_public_write_bucket(server, s3, public_bucket):
+    """The same ownership rule for a plain anonymous PUT (it used to fail an assertion: a 500)."""
+    anonymous = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                             config=Config(signature_version=UNSIGNED))
+    anonymous.put_object(Bucket=public_bucket, Key="anon-put", Body=b"x")
+    acl = s3.get_object_acl(Bucket=public_bucket, Key="anon-put")
+    assert acl["Owner"]["ID"] == s3.get_bucket_acl(Bucket=public_bucket)["Owner"]["ID"]
+
+
 def test_anonymous_form_refused_on_private_bucket(s3, url, bucket):
     reply = post(url, {"key": "anon.txt"}, b"bar")
     assert reply.status == 403 and reply.code == "AccessDenied", reply
