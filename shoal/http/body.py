@@ -63,6 +63,12 @@ class PlainBody:
         self.trailers: dict[str, str] = {}
         self.wants_sha256 = expected_sha256 is not None
 
+    async def begin_raw(self) -> StreamReader:
+        """The stream itself, for a handler that parses the body on its own (HTML form uploads); asks a client
+        waiting for ``100 Continue`` to send it. Neither ``read`` nor the payload hash apply then."""
+        await self._continue()
+        return self._stream
+
     async def read(self) -> bytes:
         if self._remaining <= 0:
             return b""

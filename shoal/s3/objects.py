@@ -102,8 +102,9 @@ class PutResult:
 
 
 def object_owner(bucket: Bucket, identity: Identity | None) -> str:
-    """Who owns a new object: the writer, unless the bucket enforces bucket-owner ownership or the writer is
-    anonymous (allowed by a public-write grant): then the bucket's owner."""
+    """Who owns a new object: the writer, unless the bucket enforces bucket-owner ownership. An anonymous
+    writer (a public-write bucket, an unsigned form upload) owns nothing: its objects belong to the bucket's
+    owner, as in Ceph RGW."""
     if identity is None or access.ownership(bucket) == "BucketOwnerEnforced":
         return bucket.owner
     return identity.user_id

@@ -10,6 +10,7 @@ from shoal.http.handlers import (
     multipart,
     object_lock,
     objects,
+    post_object,
     tagging,
     versioning,
 )
@@ -18,6 +19,7 @@ HANDLERS = {
     **defaults.HANDLERS,
     **buckets.HANDLERS,
     **objects.HANDLERS,
+    **post_object.HANDLERS,
     **multipart.HANDLERS,
     **versioning.HANDLERS,
     **tagging.HANDLERS,

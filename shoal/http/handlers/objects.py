@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -36,7 +37,11 @@ RESPONSE_OVERRIDES = {
 
 
 def object_attributes(req: S3Request) -> ObjectAttributes:
-    h = req.headers
+    return attributes_from_headers(req.headers)
+
+
+def attributes_from_headers(h: Mapping[str, str]) -> ObjectAttributes:
+    """What a write sets on the object, from request headers (or form fields shaped like them)."""
     headers: dict[str, str] = {}
     for name in CONTENT_HEADERS:
         value = h.get(name)
@@ -72,7 +77,10 @@ def object_attributes(req: S3Request) -> ObjectAttributes:
 
 
 def checksum_request(req: S3Request) -> ChecksumRequest:
-    h = req.headers
+    return checksum_from_headers(req.headers)
+
+
+def checksum_from_headers(h: Mapping[str, str]) -> ChecksumRequest:
     present = [(a, h[checksums.HEADER_FOR[a]]) for a in checksums.ALGORITHMS if checksums.HEADER_FOR[a] in h]
     if len(present) > 1:
         raise S3Error("InvalidRequest", "Expecting a single x-amz-checksum- header. Multiple checksum Types are "

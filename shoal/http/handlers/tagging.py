@@ -12,7 +12,12 @@ from shoal.s3.service import S3Service
 
 
 async def _read_tagset(req: S3Request) -> tagging.Tags:
-    root = xml.parse(await req.read_body())
+    return parse_tagging(await req.read_body())
+
+
+def parse_tagging(document: bytes) -> tagging.Tags:
+    """A ``<Tagging><TagSet>`` document's tags (not yet checked against the limits)."""
+    root = xml.parse(document)
     tag_set = root.find("TagSet")
     if root.tag != "Tagging" or tag_set is None:
         raise S3Error("MalformedXML")
