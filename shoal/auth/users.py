@@ -127,7 +127,9 @@ class UserDirectory(IdentityStore):
 
     def all(self) -> list[Identity]:
         """One identity per user, enabled or not (for owner display names and grantee checks)."""
-        self.get("")  # refresh if due
+        now = time.monotonic()
+        if now - self._checked >= self.refresh_seconds:
+            self._check(now)
         return list(self._users)
 
     def invalidate(self) -> None:
