@@ -262,7 +262,10 @@ def admin_user() -> None:
 def admin_user_add(ctx: _AdminContext, name: str, policies: tuple[str, ...], display_name: str | None,
                    with_key: bool, as_json: bool) -> None:
     """Create user NAME."""
-    docs = [_policy_arg(p)[0] for p in policies]
+    docs = []
+    for value in policies:
+        doc, suggested = _policy_arg(value)
+        docs.append({"policy": doc, "name": suggested} if suggested else doc)
     user = _call(ctx, ctx.client.create_user, name, docs, display_name, with_key)
     _show(ctx, as_json, user, _user_text)
 

@@ -250,7 +250,8 @@ class UserDirectory(IdentityStore):
             raise _invalid("A user name is 1 to 64 characters of letters, digits and +=,.@_-")
         if display_name is not None and (not isinstance(display_name, str) or not 0 < len(display_name) <= 128):
             raise _invalid("display_name must be a string of 1 to 128 characters")
-        entries = [self._policy_entry(p) for p in (policies or [])]
+        entries = [self._policy_entry(p["policy"], p.get("name")) if isinstance(p, dict) and "policy" in p
+                   else self._policy_entry(p) for p in (policies or [])]
         now = time.time()
         row = iam.UserRow(name, secrets.token_hex(32), display_name or name, True, "admin", now, entries)
         key, secret = (self._new_key(name, access_key, secret_key, now)

@@ -6,7 +6,8 @@ with AWS Signature V4 (or V2) like any S3 request, by an administrator: the root
 HTTP status S3 would use (403 AccessDenied for non-admins, 404 NoSuchUser, 409 AlreadyExists, 400 ...).
 
     GET    /users                         list users
-    POST   /users                         {"name", "display_name"?, "policies"?: [...], "with_key"?: bool,
+    POST   /users                         {"name", "display_name"?, "policies"?: [policy or {"policy", "name"}],
+                                           "with_key"?: bool,
                                            "access_key"?, "secret_key"?}  -> 201 user (+ "new_key" with secret)
     GET    /users/NAME                    one user, its keys (never secrets) and policies
     PATCH  /users/NAME                    {"enabled"?: bool, "display_name"?: str}
