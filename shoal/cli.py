@@ -8,7 +8,11 @@ import click
 
 from shoal import __version__
 from shoal.crypto.keys import DEFAULT_KMS_KEY_ID, parse_master_key
-from shoal.server import DEV_ROOT_PASSWORD, DEV_ROOT_USER, ServerSettings, UserSpec, run
+
+# The same as shoal.server's. The server module is imported only by the commands that need it: importing it
+# (aiohttp and the whole S3 layer) would slow every `shoal admin` call down by most of a second.
+DEV_ROOT_USER = "minioadmin"
+DEV_ROOT_PASSWORD = "minioadmin"
 
 
 def _parse_address(value: str) -> tuple[str, int]:
@@ -25,7 +29,9 @@ def _parse_address(value: str) -> tuple[str, int]:
     return host, number
 
 
-def _parse_user(value: str) -> UserSpec:
+def _parse_user(value: str):
+    from shoal.server import UserSpec
+
     fields = value.split(":")
     if len(fields) < 2 or len(fields) > 4 or not fields[0] or not fields[1]:
         raise click.BadParameter(f"expected ACCESS_KEY:SECRET_KEY[:DISPLAY_NAME[:USER_ID]], got {fields[0]}:***",
@@ -92,6 +98,8 @@ def server(
 ) -> None:
     """Serve S3 from DATA_DIR (created if missing)."""
     import os
+
+    from shoal.server import ServerSettings, run
 
     host, port = _parse_address(address)
     user_specs = [_parse_user(u) for u in users]

@@ -357,3 +357,11 @@ def test_changes_reach_every_worker_process(make_server):
     time.sleep(1.2)  # other workers re-read the user table at most a second later
     for _ in range(10):
         assert denied(client(srv.endpoint, creds).list_buckets) == "InvalidAccessKeyId"
+
+
+def test_cli_development_defaults_match_the_server():
+    import shoal.cli
+    import shoal.server
+
+    assert (shoal.cli.DEV_ROOT_USER, shoal.cli.DEV_ROOT_PASSWORD) == (shoal.server.DEV_ROOT_USER,
+                                                                      shoal.server.DEV_ROOT_PASSWORD)
