@@ -102,19 +102,17 @@ def _bump(conn: sqlite3.Connection) -> None:
 
 
 def load_all(conn: sqlite3.Connection) -> tuple[int, list[UserRow]]:
-    """(generation, every user with its keys), read in one transaction."""
-    conn.execute("BEGIN")
-    try:
-        gen = generation(conn)
-        users = {r[0]: _user(r) for r in conn.execute(
-            "SELECT name, user_id, display_name, enabled, source, created, policies FROM iam_users ORDER BY name")}
-        for r in conn.execute(
-                "SELECT access_key, user_name, secret, status, source, created FROM iam_keys ORDER BY created"):
-            user = users.get(r[1])
-            if user is not None:
-                user.keys.append(KeyRow(*r))
-    finally:
-        conn.execute("COMMIT")
+    """(generation, every user with its keys). The generation is read first: a change committed while the rest
+    is read makes the data newer than the generation says, so the next check reads it again (never the other
+    way round, which would miss the change). No explicit transaction, so this is safe on any read connection."""
+    gen = generation(conn)
+    users = {r[0]: _user(r) for r in conn.execute(
+        "SELECT name, user_id, display_name, enabled, source, created, policies FROM iam_users ORDER BY name")}
+    for r in conn.execute(
+            "SELECT access_key, user_name, secret, status, source, created FROM iam_keys ORDER BY created"):
+        user = users.get(r[1])
+        if user is not None:
+            user.keys.append(KeyRow(*r))
     return gen, list(users.values())
 
 
