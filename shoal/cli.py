@@ -8,7 +8,11 @@ import click
 
 from shoal import __version__
 from shoal.crypto.keys import DEFAULT_KMS_KEY_ID, parse_master_key
-from shoal.server import DEV_ROOT_PASSWORD, DEV_ROOT_USER, ServerSettings, UserSpec, run
+
+# The same as shoal.server's. The server module is imported only by the commands that need it: importing it
+# (aiohttp and the whole S3 layer) would slow every `shoal admin` call down by most of a second.
+DEV_ROOT_USER = "minioadmin"
+DEV_ROOT_PASSWORD = "minioadmin"
 
 
 def _parse_address(value: str) -> tuple[str, int]:
@@ -25,7 +29,9 @@ def _parse_address(value: str) -> tuple[str, int]:
     return host, number
 
 
-def _parse_user(value: str) -> UserSpec:
+def _parse_user(value: str):
+    from shoal.server import UserSpec
+
     fields = value.split(":")
     if len(fields) < 2 or len(fields) > 4 or not fields[0] or not fields[1]:
         raise click.BadParameter(f"expected ACCESS_KEY:SECRET_KEY[:DISPLAY_NAME[:USER_ID]], got {fields[0]}:***",
@@ -92,6 +98,8 @@ def server(
 ) -> None:
     """Serve S3 from DATA_DIR (created if missing)."""
     import os
+
+    from shoal.server import ServerSettings, run
 
     host, port = _parse_address(address)
     user_specs = [_parse_user(u) for u in users]
@@ -165,6 +173,289 @@ def lifecycle_apply(bucket: str, data_dir: str, lifecycle_day_seconds: float) ->
     finally:
         storage.close()
     click.echo(f"{bucket}: {stats}; {freed} blob files freed")
+
+
+# -- shoal admin: users, access keys and policies on a running server ------------------------------------------
+
+
+class _AdminContext:
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, region: str, as_json: bool) -> None:
+        from shoal.admin_client import AdminClient
+
+        self.client = AdminClient(endpoint, access_key, secret_key, region)
+        self.as_json = as_json
+
+
+def _json_option(fn):
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(fn)
+
+
+def _call(ctx: _AdminContext, fn, *args, **kwargs):
+    from shoal.admin_client import AdminError
+
+    try:
+        return fn(*args, **kwargs)
+    except AdminError as exc:
+        click.echo(f"error: {exc.code}: {exc.message}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"error: cannot reach {ctx.client.endpoint}: {exc}", err=True)
+        sys.exit(1)
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def _show(ctx: _AdminContext, as_json: bool, value, render) -> None:
+    import json
+
+    if ctx.as_json or as_json:
+        click.echo(json.dumps(value, indent=2))
+    else:
+        click.echo(render(value))
+
+
+def _user_text(u: dict) -> str:
+    lines = [f"User:         {u['name']}", f"Display name: {u['display_name']}", f"User id:      {u['user_id']}",
+             f"Enabled:      {'yes' if u['enabled'] else 'no'}", f"Admin:        {'yes' if u['admin'] else 'no'}",
+             f"Source:       {u['source']}", f"Created:      {u['created']}",
+             f"Policies:     {', '.join(u['policies']) or '(none)'}"]
+    if u.get("access_keys"):
+        lines += ["", _table(u["access_keys"], ["access_key", "status", "created", "source"])]
+    if u.get("new_key"):
+        lines += ["", _key_text(u["new_key"])]
+    return "\n".join(lines)
+
+
+def _key_text(k: dict) -> str:
+    text = f"Access key: {k['access_key']}\nUser:       {k['user']}\nStatus:     {k['status']}"
+    if k.get("secret_key"):
+        text += f"\nSecret key: {k['secret_key']}\n(the secret is shown only now: store it safely)"
+    return text
+
+
+@main.group()
+@click.option("--endpoint", envvar="SHOAL_ENDPOINT", default="http://127.0.0.1:9000", show_default=True,
+              help="The server's URL [env SHOAL_ENDPOINT].")
+@click.option("--access-key", envvar=["SHOAL_ROOT_USER", "MINIO_ROOT_USER"], default=DEV_ROOT_USER,
+              help="An administrator's access key [env SHOAL_ROOT_USER or MINIO_ROOT_USER].")
+@click.option("--secret-key", envvar=["SHOAL_ROOT_PASSWORD", "MINIO_ROOT_PASSWORD"], default=DEV_ROOT_PASSWORD,
+              help="Its secret key [env SHOAL_ROOT_PASSWORD or MINIO_ROOT_PASSWORD].")
+@click.option("--region", envvar="SHOAL_REGION", default="us-east-1", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.pass_context
+def admin(ctx: click.Context, endpoint: str, access_key: str, secret_key: str, region: str, as_json: bool) -> None:
+    """Manage users, access keys and policies of a running server (through its admin API)."""
+    ctx.obj = _AdminContext(endpoint, access_key, secret_key, region, as_json)
+
+
+@admin.group("user")
+def admin_user() -> None:
+    """Users."""
+
+
+@admin_user.command("add")
+@click.argument("name")
+@click.option("--policy", "policies", multiple=True, metavar="POLICY",
+              help="Attach a policy: readonly, readwrite, writeonly, admin, or @FILE.json (repeatable).")
+@click.option("--display-name", help="Shown as the owner of its buckets and objects (default: NAME).")
+@click.option("--with-key", is_flag=True, help="Also create an access key and print its secret.")
+@_json_option
+@click.pass_obj
+def admin_user_add(ctx: _AdminContext, name: str, policies: tuple[str, ...], display_name: str | None,
+                   with_key: bool, as_json: bool) -> None:
+    """Create user NAME."""
+    docs = []
+    for value in policies:
+        doc, suggested = _policy_arg(value)
+        docs.append({"policy": doc, "name": suggested} if suggested else doc)
+    user = _call(ctx, ctx.client.create_user, name, docs, display_name, with_key)
+    _show(ctx, as_json, user, _user_text)
+
+
+@admin_user.command("list")
+@_json_option
+@click.pass_obj
+def admin_user_list(ctx: _AdminContext, as_json: bool) -> None:
+    """List users."""
+    users = _call(ctx, ctx.client.list_users)
+    _show(ctx, as_json, users, lambda us: _table(
+        [u | {"enabled": "yes" if u["enabled"] else "no", "admin": "yes" if u["admin"] else "no",
+              "policies": ",".join(u["policies"]) or "-"} for u in us],
+        ["name", "enabled", "admin", "policies", "access_keys", "source", "display_name"]))
+
+
+@admin_user.command("info")
+@click.argument("name")
+@_json_option
+@click.pass_obj
+def admin_user_info(ctx: _AdminContext, name: str, as_json: bool) -> None:
+    """Show user NAME, its access keys and policies."""
+    _show(ctx, as_json, _call(ctx, ctx.client.get_user, name), _user_text)
+
+
+def _set_enabled(ctx: _AdminContext, name: str, enabled: bool, as_json: bool) -> None:
+    user = _call(ctx, ctx.client.set_enabled, name, enabled)
+    _show(ctx, as_json, user, lambda u: f"{u['name']}: {'enabled' if u['enabled'] else 'disabled'}")
+
+
+@admin_user.command("disable")
+@click.argument("name")
+@_json_option
+@click.pass_obj
+def admin_user_disable(ctx: _AdminContext, name: str, as_json: bool) -> None:
+    """Disable user NAME: its keys stop working at once (its buckets stay)."""
+    _set_enabled(ctx, name, False, as_json)
+
+
+@admin_user.command("enable")
+@click.argument("name")
+@_json_option
+@click.pass_obj
+def admin_user_enable(ctx: _AdminContext, name: str, as_json: bool) -> None:
+    """Enable user NAME again."""
+    _set_enabled(ctx, name, True, as_json)
+
+
+@admin_user.command("remove")
+@click.argument("name")
+@click.pass_obj
+def admin_user_remove(ctx: _AdminContext, name: str) -> None:
+    """Delete user NAME and its access keys (its buckets stay, owned by its user id)."""
+    _call(ctx, ctx.client.delete_user, name)
+    click.echo(f"removed user {name}")
+
+
+@admin.group("key")
+def admin_key() -> None:
+    """Access keys."""
+
+
+@admin_key.command("add")
+@click.argument("user")
+@click.option("--access-key", "new_access_key", help="Choose the access key id (default: random).")
+@click.option("--secret-key", "new_secret_key", help="Choose the secret (default: random); prefer the default.")
+@_json_option
+@click.pass_obj
+def admin_key_add(ctx: _AdminContext, user: str, new_access_key: str | None, new_secret_key: str | None,
+                  as_json: bool) -> None:
+    """Create an access key for USER and print it with its secret (shown only this once)."""
+    key = _call(ctx, ctx.client.create_key, user, new_access_key, new_secret_key)
+    _show(ctx, as_json, key, _key_text)
+
+
+@admin_key.command("list")
+@click.argument("user")
+@_json_option
+@click.pass_obj
+def admin_key_list(ctx: _AdminContext, user: str, as_json: bool) -> None:
+    """List USER's access keys (never their secrets)."""
+    keys = _call(ctx, ctx.client.list_keys, user)
+    _show(ctx, as_json, keys, lambda ks: _table(ks, ["access_key", "status", "created", "source"]))
+
+
+def _set_key_status(ctx: _AdminContext, access_key: str, status: str, as_json: bool) -> None:
+    key = _call(ctx, ctx.client.set_key_status, access_key, status)
+    _show(ctx, as_json, key, lambda k: f"{k['access_key']}: {k['status']}")
+
+
+@admin_key.command("disable")
+@click.argument("access_key")
+@_json_option
+@click.pass_obj
+def admin_key_disable(ctx: _AdminContext, access_key: str, as_json: bool) -> None:
+    """Deactivate ACCESS_KEY (it stops working at once)."""
+    _set_key_status(ctx, access_key, "inactive", as_json)
+
+
+@admin_key.command("enable")
+@click.argument("access_key")
+@_json_option
+@click.pass_obj
+def admin_key_enable(ctx: _AdminContext, access_key: str, as_json: bool) -> None:
+    """Activate ACCESS_KEY again."""
+    _set_key_status(ctx, access_key, "active", as_json)
+
+
+@admin_key.command("remove")
+@click.argument("access_key")
+@click.pass_obj
+def admin_key_remove(ctx: _AdminContext, access_key: str) -> None:
+    """Delete ACCESS_KEY."""
+    _call(ctx, ctx.client.delete_key, access_key)
+    click.echo(f"removed access key {access_key}")
+
+
+@admin.group("policy")
+def admin_policy() -> None:
+    """Identity policies attached to users."""
+
+
+def _policy_arg(value: str) -> tuple[object, str | None]:
+    """(canned name or parsed document, name suggested by the file name)."""
+    import json
+    import os
+
+    if value.startswith("@"):
+        path = value[1:]
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="POLICY") from None
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            raise click.BadParameter(f"{path} is not valid JSON", param_hint="POLICY") from None
+        return doc, os.path.splitext(os.path.basename(path))[0]
+    if value.lstrip().startswith("{"):
+        try:
+            return json.loads(value), None
+        except ValueError:
+            raise click.BadParameter("not valid JSON", param_hint="POLICY") from None
+    return value, None
+
+
+@admin_policy.command("attach")
+@click.argument("user")
+@click.argument("policy")
+@click.option("--name", help="Name for a JSON policy (default: the file's name, or a hash of the document).")
+@_json_option
+@click.pass_obj
+def admin_policy_attach(ctx: _AdminContext, user: str, policy: str, name: str | None, as_json: bool) -> None:
+    """Attach POLICY to USER: readonly, readwrite, writeonly, admin, @FILE.json or a JSON document."""
+    doc, suggested = _policy_arg(policy)
+    result = _call(ctx, ctx.client.attach_policy, user, doc, name or suggested)
+    _show(ctx, as_json, result, lambda u: f"{u['name']}: policies {', '.join(u['policies']) or '(none)'}")
+
+
+@admin_policy.command("detach")
+@click.argument("user")
+@click.argument("policy_name")
+@_json_option
+@click.pass_obj
+def admin_policy_detach(ctx: _AdminContext, user: str, policy_name: str, as_json: bool) -> None:
+    """Detach the policy named POLICY_NAME from USER."""
+    result = _call(ctx, ctx.client.detach_policy, user, policy_name)
+    _show(ctx, as_json, result, lambda u: f"{u['name']}: policies {', '.join(u['policies']) or '(none)'}")
+
+
+@admin_policy.command("list")
+@click.argument("user")
+@_json_option
+@click.pass_obj
+def admin_policy_list(ctx: _AdminContext, user: str, as_json: bool) -> None:
+    """Show the policies attached to USER, with their documents."""
+    import json
+
+    u = _call(ctx, ctx.client.get_user, user)
+    _show(ctx, as_json, u["policy_documents"],
+          lambda docs: "\n\n".join(f"{n}:\n{json.dumps(d, indent=2)}" for n, d in docs.items()) or "(none)")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,14 @@ class ServerSettings:
             master = keys.load_or_create_master_key(os.path.join(self.data_dir, ".shoal"))
         return keys.KeyService(master, self.kms_default_key_id)
 
+    def directory(self, storage: Storage, key_service: keys.KeyService | None = None):
+        """The user database (root, declared and API-made users) as the server's identity store."""
+        from shoal.auth.users import UserDirectory
+
+        return UserDirectory(storage.meta, key_service or self.key_service())
+
     def identities(self) -> IdentityStore:
+        """The root and declared users only, in memory (no database)."""
         store = IdentityStore()
         store.add(UserSpec(self.root_user, self.root_password, "root").identity(admin=True))
         for user in self.users:
@@ -107,13 +114,17 @@ def _health_routes(app: S3App) -> None:
 
 async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: bool = True) -> None:
     """Serve until SIGTERM/SIGINT. ``lifecycle``: run the lifecycle worker here (in one process of several)."""
+    from shoal.http import admin
+
     storage = Storage.open_local(settings.data_dir, durable=settings.durable)
-    service = S3Service(storage, settings.identities(), region=settings.region,
+    key_service = settings.key_service()
+    service = S3Service(storage, settings.directory(storage, key_service), region=settings.region,
                         lifecycle_day_seconds=settings.lifecycle_day_seconds,
                         default_cors=default_cors_rules(settings.cors_origins),
-                        keys=settings.key_service())
+                        keys=key_service)
     app = S3App(service, domain=settings.domain, region=settings.region)
     _health_routes(app)
+    app.prefix_routes.append((admin.PREFIX, admin.handle))
     server = web.Server(
         app.handle,
         max_line_size=16 * 1024,
@@ -171,8 +182,11 @@ def prepare(settings: ServerSettings) -> None:
     os.makedirs(settings.data_dir, exist_ok=True)
     storage = Storage.open_local(settings.data_dir, durable=settings.durable)
     try:
-        settings.key_service()  # validate the master key, or generate it once before workers start
+        key_service = settings.key_service()  # validate the master key, or generate it once before workers start
         storage.recover()
+        # Store the root user and the declared users (secrets sealed under the master key), idempotently.
+        settings.directory(storage, key_service).apply_declared(
+            UserSpec(settings.root_user, settings.root_password), settings.users)
         if settings.buckets:
             service = S3Service(storage, settings.identities(), region=settings.region)
             root = settings.identities().get(settings.root_user)

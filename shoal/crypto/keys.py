@@ -118,6 +118,7 @@ class KeyService:
             raise ValueError("master key must be 32 bytes")
         self._sse_s3 = hkdf(master_key, b"shoal/sse-s3")
         self._master = master_key
+        self._secrets = hkdf(master_key, b"shoal/iam-secrets")
         self._kms_cache: dict[str, bytes] = {}
         self.default_kms_key_id = default_kms_key_id
 
@@ -140,6 +141,14 @@ class KeyService:
 
     def unwrap_kms(self, wrapped: str, key_id: str, context: str | None) -> bytes:
         return unwrap(self._kms_key(key_id), wrapped, _kms_aad(key_id, context))
+
+
+    def seal_secret(self, access_key: str, secret: str) -> str:
+        """An access key's secret, encrypted at rest (AES-256-GCM; the access key is bound as associated data)."""
+        return wrap(self._secrets, secret.encode(), b"iam-secret\0" + access_key.encode())
+
+    def open_secret(self, access_key: str, sealed: str) -> str:
+        return unwrap(self._secrets, sealed, b"iam-secret\0" + access_key.encode()).decode()
 
 
 def _kms_aad(key_id: str, context: str | None) -> bytes:

@@ -129,6 +129,9 @@ class S3App:
         self.handlers = HANDLERS
         self.host_id = base64.b64encode(os.urandom(24)).decode()
         self.extra_routes: dict[str, object] = {}
+        # Non-S3 APIs under a path prefix, any method: handler(app, request, raw_path, raw_query, cont) -> response.
+        # Matched only for path-style requests (not when the Host names a bucket under --domain).
+        self.prefix_routes: list[tuple[str, object]] = []
         self.in_flight = 0  # requests between their headers and their handler's answer
         self.draining = False  # shutting down: answer what is in flight, then close each connection
 
@@ -153,8 +156,12 @@ class S3App:
         cont = expects_continue(request)
         try:
             special = self.extra_routes.get(raw_path)
+            prefixed = self._prefix_route(request, raw_path) if self.prefix_routes else None
             if special is not None and request.method in ("GET", "HEAD"):
                 response = await special(request)  # type: ignore[operator]
+            elif prefixed is not None:
+                response = await prefixed(self, request, raw_path, raw_query, cont)  # type: ignore[operator]
+                operation = "Admin"
             else:
                 response, operation = await self._s3(request, request_id, raw_path, raw_query, cont,
                                                      cors_headers)
@@ -181,6 +188,28 @@ class S3App:
             access_log.info("%s %s %s %s %d %.1fms", request.remote, request.method, raw_path, operation, status,
                             (time.perf_counter() - started) * 1000)
         return response
+
+    def _prefix_route(self, request: web.BaseRequest, raw_path: str):
+        for prefix, handler in self.prefix_routes:
+            if raw_path.startswith(prefix):
+                host = request.headers.get("Host", "").rsplit(":", 1)[0].lower()
+                if self.domain and host.endswith("." + self.domain):
+                    return None  # virtual-hosted: the path is a key in that bucket
+                return handler
+        return None
+
+    async def authenticate_plain(self, request: web.BaseRequest, raw_path: str, raw_query: str, cont):
+        """(identity or None, body reader) for a non-S3 request signed like an S3 one (path-style)."""
+        query_pairs = parse_query(raw_query)
+        view_headers: dict[str, list[str]] = {}
+        for name, value in request.headers.items():
+            view_headers.setdefault(name.lower(), []).append(value)
+        try:
+            path = unquote(raw_path, errors="strict")
+        except UnicodeDecodeError:
+            raise S3Error("InvalidURI") from None
+        view = RequestView(request.method, raw_path, path, query_pairs, view_headers, None)
+        return await authenticate(request, view, self.service.identities, cont=cont)
 
     @staticmethod
     async def _answer_and_close(request: web.BaseRequest, response: web.StreamResponse) -> None:

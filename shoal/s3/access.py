@@ -29,8 +29,24 @@ def require_identity(identity: Identity | None) -> None:
 
 
 def can_see(identity: Identity, bucket: Bucket) -> bool:
-    """Whether ListBuckets shows the bucket to this identity."""
-    return identity.is_admin or bucket.owner == identity.user_id
+    """Whether ListBuckets shows the bucket to this identity: its own, or one its identity policy lets it list."""
+    if identity.is_admin or bucket.owner == identity.user_id:
+        return True
+    doc = identity.policy
+    return doc is not None and policy.evaluate(  # type: ignore[arg-type]
+        doc, principal(identity), "s3:ListBucket", policy.resource_arn(bucket.name, None),
+        context.condition_keys(identity.user_id, identity.display_name)) == "Allow"
+
+
+def check_identity_deny(identity: Identity, action: str, resource: str) -> None:
+    """AccessDenied if the caller's identity policy explicitly denies ``action`` (for actions on no bucket yet,
+    such as CreateBucket, which any user may otherwise do)."""
+    doc = identity.policy
+    if doc is None or identity.is_admin:
+        return
+    keys = context.condition_keys(identity.user_id, identity.display_name)
+    if policy.evaluate(doc, principal(identity), action, resource, keys) == "Deny":  # type: ignore[arg-type]
+        raise S3Error("AccessDenied")
 
 
 @lru_cache(maxsize=256)

@@ -90,6 +90,7 @@ class S3Service:
         access.require_identity(identity)
         assert identity is not None
         check_bucket_name(name)
+        access.check_identity_deny(identity, "s3:CreateBucket", f"arn:aws:s3:::{name}")
         config = creation_settings(self, identity.user_id, headers or {})
         if (headers or {}).get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
             config["object_lock"] = {"enabled": True}

@@ -162,6 +162,14 @@ class SqliteMetadataStore:
         self._queue.put((fn, args, future, loop))
         return await future
 
+    async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(conn, *args)`` on the writer thread, inside its transaction (for sibling modules' tables)."""
+        return await self._write(fn, *args)
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read connection (for sibling modules' tables)."""
+        return self._reader()
+
     def write_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run one write from a thread without an event loop (start-up, admin commands)."""
         done = threading.Event()
