@@ -171,6 +171,12 @@ class S3App:
                                                      cors_headers)
         except S3Error as exc:
             response = self._error_response(request, exc, resource, request_id)
+            if exc.code == "RequestTimeout":
+                # The client stalled mid-body: answer, then close at once (aiohttp would otherwise keep reading
+                # the rest of the body it is not sending for its lingering time).
+                response.headers.update(self.common_headers(request_id))
+                await self._answer_and_close(request, response)
+                return response
         except Exception as exc:
             if storage_full(exc):
                 log.error("storage full in %s %s: %s", request.method, raw_path, exc)
