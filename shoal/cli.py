@@ -79,6 +79,21 @@ def main() -> None:
                    "generated once and kept in DATA_DIR/.shoal/master.key.")
 @click.option("--kms-default-key-id", default=DEFAULT_KMS_KEY_ID, show_default=True, envvar="SHOAL_KMS_DEFAULT_KEY_ID",
               help="KMS key id used for aws:kms requests that name none.")
+@click.option("--scrub-interval", default=0.0, show_default=True, envvar="SHOAL_SCRUB_INTERVAL",
+              type=click.FloatRange(min=0),
+              help="Seconds between background scrub passes (checksum every blob); 0: no background scrub.")
+@click.option("--scrub-rate", default=32.0, show_default=True, envvar="SHOAL_SCRUB_RATE",
+              type=click.FloatRange(min=0), help="MB/s the background scrub may read (0: no limit).")
+@click.option("--verify-reads/--no-verify-reads", default=True, show_default=True, envvar="SHOAL_VERIFY_READS",
+              help="Check the CRC64NVME of whole-blob reads (GET of an object or part, copies).")
+@click.option("--idle-timeout", default=60.0, show_default=True, envvar="SHOAL_IDLE_TIMEOUT",
+              type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a connection may stay without delivering a complete request head (idle keep-alive "
+                   "connections, and clients trickling headers) before it is closed.")
+@click.option("--body-timeout", default=60.0, show_default=True, envvar="SHOAL_BODY_TIMEOUT",
+              type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a request body may stall (no byte arriving) before the request fails with "
+                   "RequestTimeout and the connection is closed.")
 def server(
     data_dir: str,
     address: str,
@@ -95,6 +110,11 @@ def server(
     lifecycle_interval: float,
     master_key: str | None,
     kms_default_key_id: str,
+    scrub_interval: float,
+    scrub_rate: float,
+    verify_reads: bool,
+    idle_timeout: float,
+    body_timeout: float,
 ) -> None:
     """Serve S3 from DATA_DIR (created if missing)."""
     import os
@@ -121,6 +141,8 @@ def server(
         cors_origins=list(cors_origins)
         + [o.strip() for o in os.environ.get("SHOAL_CORS_ORIGINS", "").split(",") if o.strip()],
         master_key=master_key or None, kms_default_key_id=kms_default_key_id,
+        scrub_interval=scrub_interval, scrub_rate=scrub_rate * 1e6 if scrub_rate else None,
+        verify_reads=verify_reads, idle_timeout=idle_timeout, body_timeout=body_timeout,
     )
     if master_key:
         try:
@@ -173,6 +195,77 @@ def lifecycle_apply(bucket: str, data_dir: str, lifecycle_day_seconds: float) ->
     finally:
         storage.close()
     click.echo(f"{bucket}: {stats}; {freed} blob files freed")
+
+
+@main.command("scrub")
+@click.argument("data_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--rate", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="MB/s to read at most (0: as fast as possible).")
+@click.option("--no-quarantine", is_flag=True, help="Only report corrupt blobs; leave them in place.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+def scrub_command(data_dir: str, rate: float, no_quarantine: bool, as_json: bool) -> None:
+    """Read every blob in DATA_DIR back and check it against its recorded CRC64NVME.
+
+    Reports corrupt blobs (and moves them to .shoal/quarantine/ unless --no-quarantine), blobs the metadata
+    refers to but whose file is missing, orphaned blob files, and inline objects whose bytes do not match their
+    ETag. Safe while a server runs on DATA_DIR. Exit status 1 when anything is wrong.
+    """
+    import dataclasses
+    import json
+    import logging
+    import os
+
+    from shoal.storage.engine import Storage
+    from shoal.storage.scrub import scrub
+
+    if not os.path.exists(os.path.join(data_dir, ".shoal", "meta.sqlite3")):
+        raise click.UsageError(f"no Shoal store in {data_dir}")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    storage = Storage.open_local(data_dir)
+    try:
+        report = scrub(storage, rate=rate * 1e6 if rate else None, quarantine=not no_quarantine)
+    finally:
+        storage.close()
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(report) | {"clean": report.clean}, indent=1))
+    else:
+        click.echo(f"scrub {data_dir}: {report.summary()}")
+        for item in report.corrupt:
+            state = "quarantined" if item["quarantined"] else "left in place"
+            click.echo(f"  corrupt: blob {item['blob']} ({state}); used by {item['referrers']}")
+        for item in report.missing:
+            click.echo(f"  missing: blob {item['blob']}" + (" (quarantined earlier)" if item["quarantined"] else ""))
+        for blob_id in report.orphans:
+            click.echo(f"  orphan: blob file {blob_id} (removed at next server start or by fsck --repair)")
+        for bucket, key, version_id in report.inline_corrupt:
+            click.echo(f"  corrupt inline object: {bucket}/{key} version {version_id}")
+    sys.exit(0 if report.clean else 1)
+
+
+@main.command("fsck")
+@click.argument("data_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--repair", is_flag=True, help="Repair what can be repaired (the server must be stopped).")
+def fsck_command(data_dir: str, repair: bool) -> None:
+    """Reconcile DATA_DIR's metadata with its files: SQLite integrity, blobs and garbage tables against the blob
+    files, versions and parts whose data is gone. See the README for exactly what --repair does.
+
+    Exit status: 0 nothing wrong (or all repaired), 1 problems remain, 2 could not run.
+    """
+    from shoal.storage.fsck import StoreBusy, fsck
+
+    try:
+        report = fsck(data_dir, repair=repair)
+    except (StoreBusy, FileNotFoundError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    for line in report.lines():
+        click.echo(line)
+    if repair:
+        report = fsck(data_dir)
+        click.echo("after repair:")
+        for line in report.lines():
+            click.echo(f"  {line}")
+    sys.exit(1 if report.problems() else 0)
 
 
 # -- shoal admin: users, access keys and policies on a running server ------------------------------------------

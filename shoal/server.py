@@ -19,6 +19,8 @@ from shoal.http.app import S3App
 from shoal.lifecycle import LifecycleWorker
 from shoal.s3.service import S3Service
 from shoal.storage.engine import Storage
+from shoal.storage.fsck import hold_shared_lock
+from shoal.storage.scrub import BackgroundScrubber
 
 log = logging.getLogger("shoal")
 
@@ -58,6 +60,11 @@ class ServerSettings:
     lifecycle_interval: float = 60.0  # seconds between lifecycle passes; 0 disables the worker
     master_key: str | None = None  # base64 of 32 bytes; else DATA_DIR/.shoal/master.key (generated once)
     kms_default_key_id: str = keys.DEFAULT_KMS_KEY_ID
+    scrub_interval: float = 0.0  # seconds between background scrub passes; 0: none
+    scrub_rate: float | None = 32e6  # bytes per second the background scrub may read
+    verify_reads: bool = True
+    idle_timeout: float = 60.0  # a connection without a complete request head for this long is closed
+    body_timeout: float = 60.0  # a request body stalled this long fails with RequestTimeout
 
     def key_service(self) -> keys.KeyService:
         if self.master_key:
@@ -117,12 +124,14 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
     from shoal.http import admin
 
     storage = Storage.open_local(settings.data_dir, durable=settings.durable)
+    lock = hold_shared_lock(settings.data_dir)  # keeps fsck --repair away while serving
     key_service = settings.key_service()
     service = S3Service(storage, settings.directory(storage, key_service), region=settings.region,
                         lifecycle_day_seconds=settings.lifecycle_day_seconds,
                         default_cors=default_cors_rules(settings.cors_origins),
-                        keys=key_service)
+                        keys=key_service, verify_reads=settings.verify_reads)
     app = S3App(service, domain=settings.domain, region=settings.region)
+    app.body_timeout = settings.body_timeout
     _health_routes(app)
     app.prefix_routes.append((admin.PREFIX, admin.handle))
     server = web.Server(
@@ -134,6 +143,8 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
         # A Content-Encoding on a PUT describes the object (a gzip file served as such), not the transfer:
         # its bytes are stored exactly as sent, never decompressed.
         auto_decompress=False,
+        # Also the time a new connection has to deliver its first request head: trickled headers are cut off.
+        keepalive_timeout=settings.idle_timeout,
     )
     runner = web.ServerRunner(server, shutdown_timeout=settings.shutdown_timeout, handle_signals=False)
     await runner.setup()
@@ -141,6 +152,10 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
     site = web.SockSite(runner, sock)
     await site.start()
     storage.start_background()
+    scrubber = None
+    if lifecycle and settings.scrub_interval > 0:
+        scrubber = BackgroundScrubber(storage, settings.scrub_interval, settings.scrub_rate)
+        scrubber.start()
     worker = None
     if lifecycle and settings.lifecycle_interval > 0:
         worker = LifecycleWorker(storage, day_seconds=settings.lifecycle_day_seconds,
@@ -159,11 +174,14 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
     deadline = loop.time() + settings.shutdown_timeout
     while app.in_flight and loop.time() < deadline:
         await asyncio.sleep(0.02)
+    if scrubber is not None:
+        await scrubber.stop()
     if worker is not None:
         await worker.stop()  # its writes already submitted still commit; their garbage is collected below
     await runner.cleanup()  # closes idle connections; cancels whatever is still running
     await storage.stop_background()
     storage.close()
+    os.close(lock)
 
 
 def _worker_main(settings: ServerSettings, lifecycle: bool) -> None:

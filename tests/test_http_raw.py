@@ -1006,7 +1006,8 @@ def test_sigterm_during_upload_lets_it_finish(make_server, size):
     started = time.monotonic()
     reply = _slow_upload(srv.port, f"/{bucket}/obj", data, size // 2, terminate)
     assert srv.stop(timeout=20) == 0
-    assert time.monotonic() - started < 5  # not held up until the shutdown timeout
+    # Not held up until the 30 s shutdown timeout (generous bound: CI machines may be loaded).
+    assert time.monotonic() - started < 15
     # Graceful: the upload in flight completes, is acknowledged, and its connection is closed after it.
     assert reply is not None and reply.status == 200, reply
     assert reply.headers.get("connection", "").lower() == "close"

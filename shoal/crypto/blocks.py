@@ -160,6 +160,11 @@ class EncryptingWriter:
         if whole < len(view):
             self._pending += view[whole:]
 
+    @property
+    def check(self) -> tuple[str, int]:
+        """(checksum, size) of the sealed bytes as stored (see LocalBlobWriter.check)."""
+        return self._inner.check
+
     def finish(self) -> None:
         if self._pending:
             self._inner.write(self._cipher.seal(self._index, self._pending))

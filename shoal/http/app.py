@@ -76,6 +76,16 @@ class S3Request:
         return data
 
 
+def storage_full(exc: BaseException) -> bool:
+    """A write failed for want of space (the blob files' file system, or SQLite's)."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
+
+
 def xml_response(root: str, inner: str, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=xml.document(root, inner), status=status, headers=headers,
                         content_type="application/xml")
@@ -134,6 +144,7 @@ class S3App:
         self.prefix_routes: list[tuple[str, object]] = []
         self.in_flight = 0  # requests between their headers and their handler's answer
         self.draining = False  # shutting down: answer what is in flight, then close each connection
+        self.body_timeout: float | None = None  # seconds a request body may stall (see shoal.http.body)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         self.in_flight += 1
@@ -167,9 +178,21 @@ class S3App:
                                                      cors_headers)
         except S3Error as exc:
             response = self._error_response(request, exc, resource, request_id)
-        except Exception:
-            log.exception("internal error in %s %s", request.method, raw_path)
-            response = self._error_response(request, S3Error("InternalError"), resource, request_id)
+            if exc.code == "RequestTimeout":
+                # The client stalled mid-body: answer, then close at once (aiohttp would otherwise keep reading
+                # the rest of the body it is not sending for its lingering time).
+                response.headers.update(self.common_headers(request_id))
+                await self._answer_and_close(request, response)
+                return response
+        except Exception as exc:
+            if storage_full(exc):
+                log.error("storage full in %s %s: %s", request.method, raw_path, exc)
+                error = S3Error("ServiceUnavailable", "The server's storage is full; nothing was stored. Free space "
+                                "(delete objects) or retry later.", headers={"Retry-After": "30"})
+            else:
+                log.exception("internal error in %s %s", request.method, raw_path)
+                error = S3Error("InternalError")
+            response = self._error_response(request, error, resource, request_id)
         if not response.prepared:  # streamed responses set these themselves before sending headers
             response.headers.update(self.common_headers(request_id))
             for name, value in cors_headers.items():
@@ -239,7 +262,8 @@ class S3App:
             response.headers["Content-Length"] = str(len(body))
             return response
         response = web.Response(status=exc.status, body=body, headers=headers, content_type="application/xml")
-        if exc.status in (400, 403, 411, 413) and request.body_exists and not request.content.is_eof():
+        if (exc.status in (400, 403, 411, 413) or exc.status >= 500) and request.body_exists \
+                and not request.content.is_eof():
             # We refused before reading the body: do not try to read the rest of a possibly huge upload.
             response.force_close()
         return response
@@ -276,6 +300,8 @@ class S3App:
             identity, body = None, None  # CORS preflight requests are never signed
         else:
             identity, body = await authenticate(request, view, self.service.identities, cont=cont)
+            if hasattr(body, "timeout"):
+                body.timeout = self.body_timeout  # type: ignore[union-attr]
         context.current.set(_request_context(request, view, query, identity is not None))
         handler = self.handlers.get(route.operation)
         if handler is None:

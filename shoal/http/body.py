@@ -9,6 +9,7 @@ byte is handed on, so nothing is committed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 from aiohttp import StreamReader
@@ -39,6 +40,17 @@ class _Continue:
             await self._writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
+async def _within(timeout: float | None, awaitable):
+    """Await one read of the body; a client that sends nothing for ``timeout`` seconds gets RequestTimeout (the
+    error response closes the connection, since the body was not read to its end)."""
+    if timeout is None:
+        return await awaitable
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError:
+        raise S3Error("RequestTimeout") from None
+
+
 class EmptyBody:
     length = 0
     trailers: dict[str, str] = {}
@@ -62,6 +74,7 @@ class PlainBody:
         self._continue = send_continue
         self.trailers: dict[str, str] = {}
         self.wants_sha256 = expected_sha256 is not None
+        self.timeout: float | None = None  # seconds a read may wait for the client (set by the app)
 
     async def begin_raw(self) -> StreamReader:
         """The stream itself, for a handler that parses the body on its own (HTML form uploads); asks a client
@@ -74,7 +87,9 @@ class PlainBody:
             return b""
         await self._continue()
         try:
-            data = await self._stream.read(min(self._remaining, MAX_READ))
+            data = await _within(self.timeout, self._stream.read(min(self._remaining, MAX_READ)))
+        except S3Error:
+            raise
         except Exception as exc:  # the client went away mid-body
             raise S3Error("IncompleteBody") from exc
         if not data:
@@ -138,13 +153,16 @@ class ChunkedBody:
         self._chunk_signature = ""
         self._done = False
         self._decoded = 0
+        self.timeout: float | None = None  # seconds a read may wait for the client (set by the app)
 
     def check_sha256(self, hexdigest: str) -> None:
         pass
 
     async def _line(self) -> bytes:
         try:
-            line = await self._stream.readuntil(b"\n")
+            line = await _within(self.timeout, self._stream.readuntil(b"\n"))
+        except S3Error:
+            raise
         except ValueError as exc:  # over the reader's limit
             raise S3Error("IncompleteBody", "Malformed chunked encoding: header line too long.") from exc
         except Exception as exc:
@@ -223,7 +241,9 @@ class ChunkedBody:
                 await self._finish()
                 return b""
         try:
-            data = await self._stream.read(min(self._chunk_left, MAX_READ))
+            data = await _within(self.timeout, self._stream.read(min(self._chunk_left, MAX_READ)))
+        except S3Error:
+            raise
         except Exception as exc:
             raise S3Error("IncompleteBody") from exc
         if not data:
@@ -234,7 +254,9 @@ class ChunkedBody:
             self._chunk_hash.update(data)
         if self._chunk_left == 0:
             try:
-                end = await self._stream.readexactly(2)
+                end = await _within(self.timeout, self._stream.readexactly(2))
+            except S3Error:
+                raise
             except Exception as exc:
                 raise S3Error("IncompleteBody", "The chunked body ended early.") from exc
             if end != b"\r\n":

@@ -147,7 +147,7 @@ async def upload_part(
         await ingested.finish()
         assert ingested.writer is not None
         part = Part(upload_id, part_number, ingested.size, ingested.etag, time.time(), ingested.writer.blob_id,
-                    ingested.checksums)
+                    ingested.checksums, ingested.writer.check)
         await svc.storage.meta.put_part(part)
     except NoSuchUploadError:
         ingested.discard(svc.storage.blobs)
@@ -186,7 +186,7 @@ async def upload_part_copy(
         await ingested.finish()
         assert ingested.writer is not None
         part = Part(upload_id, part_number, ingested.size, ingested.etag, time.time(), ingested.writer.blob_id,
-                    ingested.checksums)
+                    ingested.checksums, ingested.writer.check)
         await svc.storage.meta.put_part(part)
     except NoSuchUploadError:
         ingested.discard(svc.storage.blobs)

@@ -9,15 +9,18 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from awscrt.checksums import crc64nvme
+
 from shoal.auth.identities import Identity
 from shoal.crypto import blocks
 from shoal.errors import S3Error
-from shoal.s3 import access, access_settings, checksums, object_lock, sse
+from shoal.s3 import access, access_settings, checksums, integrity, object_lock, sse
 from shoal.s3.conditions import Conditions, evaluate, failed_condition
 from shoal.s3.ingest import Body, Ingested, check_content_md5, ingest
 from shoal.s3.names import check_key, check_version_id
 from shoal.s3.service import S3Service
-from shoal.storage.errors import PreconditionError
+from shoal.storage.errors import CorruptBlobError, PreconditionError
+from shoal.storage.local_blobs import crc_hex
 from shoal.storage.records import NEW_VERSION, Bucket, ObjectRecord, Segment
 
 log = logging.getLogger(__name__)
@@ -160,7 +163,8 @@ async def put_object(
             last_modified=time.time(),
             meta=attrs.to_meta(owner, grants) | checksum_meta(ingested) | lock
             | sse.object_info(encryption, ingested.inline_salt),
-            segments=[Segment(ingested.writer.blob_id, ingested.size)] if ingested.writer else [],
+            segments=[Segment(ingested.writer.blob_id, ingested.size, ingested.writer.check)]
+            if ingested.writer else [],
             inline=ingested.inline,
         )
         await commit_object(svc, record, if_match, if_none_match)
@@ -486,24 +490,32 @@ async def copy_bytes(
         return [], record.inline[start : start + length]
     blobs = svc.storage.blobs
     loop = asyncio.get_running_loop()
+    pieces = plan_read(record, start, length)
+    checks = integrity.whole_blob_checks(svc, pieces)
 
-    def work() -> str:
+    def work() -> tuple[str, tuple[str, int]]:
         writer = blobs.new_writer()
         try:
-            for piece in plan_read(record, start, length):
+            for i, piece in enumerate(pieces):
                 assert piece.blob_id is not None
                 with blobs.open(piece.blob_id) as f:
-                    writer.copy_from(f.fileno(), piece.offset, piece.length)
+                    crc = writer.copy_from(f.fileno(), piece.offset, piece.length)
+                check = checks.get(i)
+                if check is not None and crc != check[0]:  # never copy damage under a fresh checksum
+                    raise CorruptBlobError(piece.blob_id, check[0], crc, check[1])
             writer.finish()
         except BaseException:
             writer.abort()
             raise
-        return writer.blob_id
+        return writer.blob_id, writer.check
 
     if length == 0:
         return [], b""
-    blob_id = await loop.run_in_executor(None, work)
-    return [Segment(blob_id, length)], None
+    try:
+        blob_id, check = await loop.run_in_executor(None, work)
+    except CorruptBlobError as exc:
+        raise integrity.corrupt(svc, exc, "copy") from None
+    return [Segment(blob_id, length, check)], None
 
 
 def open_pieces(svc: S3Service, pieces: list[Piece]) -> list:
@@ -521,15 +533,17 @@ def open_pieces(svc: S3Service, pieces: list[Piece]) -> list:
     return files
 
 
-async def read_pieces(record: ObjectRecord, pieces: list[Piece], files: list, dek: bytes | None):
+async def read_pieces(record: ObjectRecord, pieces: list[Piece], files: list, dek: bytes | None,
+                      checks: dict[int, tuple[str, int]] | None = None):
     """Yield the plaintext of planned pieces from their opened files, decrypting when ``dek`` is given (one
-    worker-thread call per 1 MiB, so memory stays bounded)."""
+    worker-thread call per 1 MiB, so memory stays bounded). Unencrypted pieces listed in ``checks`` (whole
+    blobs) are checked as they are read: CorruptBlobError comes before their last chunk is yielded."""
     loop = asyncio.get_running_loop()
     e = record.meta.get("e")
     if e is not None and dek is None:
         raise S3Error("InternalError", "reading an encrypted object without its data key")
     inline = None
-    for piece, f in zip(pieces, files, strict=True):
+    for index, (piece, f) in enumerate(zip(pieces, files, strict=True)):
         if f is None:
             assert record.inline is not None
             if inline is None:
@@ -548,23 +562,34 @@ async def read_pieces(record: ObjectRecord, pieces: list[Piece], files: list, de
                 log.error("object %s/%s: blob %s: %s", record.bucket, record.key, piece.blob_id, exc)
                 raise S3Error("InternalError", "The stored object failed its integrity check.") from None
         else:
+            check = checks.get(index) if checks else None
+            crc = 0
             offset, left = piece.offset, piece.length
             while left > 0:
                 chunk = await loop.run_in_executor(None, os.pread, f.fileno(), min(left, 1 << 20), offset)
                 if not chunk:
+                    if check is not None:
+                        raise CorruptBlobError(piece.blob_id, check[0], "short", check[1])  # type: ignore[arg-type]
                     raise OSError("blob shorter than its metadata says")
-                yield chunk
                 offset += len(chunk)
                 left -= len(chunk)
+                if check is not None:
+                    crc = crc64nvme(chunk, crc)
+                    if left == 0 and crc_hex(crc) != check[0]:
+                        raise CorruptBlobError(piece.blob_id, check[0], crc_hex(crc), check[1])  # type: ignore[arg-type]
+                yield chunk
 
 
 async def read_range_bytes(svc: S3Service, record: ObjectRecord, start: int, length: int, dek: bytes | None = None):
     """Yield the plaintext of a range (where the bytes must pass through Python: hashing, re-encrypting)."""
     pieces = plan_read(record, start, length)
+    checks = integrity.whole_blob_checks(svc, pieces) if dek is None else None
     files = open_pieces(svc, pieces)
     try:
-        async for chunk in read_pieces(record, pieces, files, dek):
+        async for chunk in read_pieces(record, pieces, files, dek, checks):
             yield chunk
+    except CorruptBlobError as exc:
+        raise integrity.corrupt(svc, exc, "read") from None
     finally:
         for f in files:
             if f is not None:
@@ -660,7 +685,7 @@ async def copy_object(
         except BaseException:
             ingested.discard(svc.storage.blobs)
             raise
-        segments = [Segment(ingested.writer.blob_id, ingested.size)] if ingested.writer else []
+        segments = [Segment(ingested.writer.blob_id, ingested.size, ingested.writer.check)] if ingested.writer else []
         inline = ingested.inline
         meta |= sse.object_info(encryption, ingested.inline_salt)
         if new_checksum:

@@ -41,6 +41,7 @@ class S3Service:
     default_cors: list | None = None  # server-wide CORS rules for buckets without their own (dev setups)
     lifecycle_day_seconds: float = 86400.0  # how long a lifecycle "day" lasts (scaled down in tests)
     keys: KeyService | None = None  # server-side encryption (SSE-S3, SSE-KMS); SSE-C works without it
+    verify_reads: bool = True  # check the CRC64NVME of whole-blob reads (see shoal.s3.integrity)
 
     # -- lookups used by every operation ----------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import logging
 import os
 import time
 
+from shoal.storage.errors import CorruptBlobError
 from shoal.storage.local_blobs import LocalBlobStore
 from shoal.storage.sqlite_meta import SqliteMetadataStore
 
@@ -59,6 +60,26 @@ class Storage:
             self.meta.forget_garbage_sync(batch)
             total += len(batch)
         return total
+
+    # -- damaged data -------------------------------------------------------------------------------------
+
+    def quarantine(self, error: CorruptBlobError, where: str) -> bool:
+        """Move a blob that failed its checksum out of the way (``.shoal/quarantine/``) and report it. Metadata
+        keeps referring to it: reads of the objects using it fail cleanly until they are rewritten, deleted or
+        ``shoal fsck --repair`` removes them."""
+        try:
+            referrers = self.meta.referrers(error.blob_id)
+        except Exception:  # a report must not fail for want of detail
+            referrers = []
+        moved = self.blobs.quarantine(error.blob_id, {
+            "reason": "checksum mismatch" if error.actual != "short" else "file shorter than recorded",
+            "expected_crc64": error.expected, "actual_crc64": error.actual, "size": error.size,
+            "detected_by": where, "referrers": referrers,
+        })
+        if moved:
+            log.error("CORRUPT blob %s quarantined (detected by %s; CRC64NVME %s, recorded %s); used by %s",
+                      error.blob_id, where, error.actual, error.expected, referrers or "nothing")
+        return moved
 
     # -- background freeing of space --------------------------------------------------------------------
 

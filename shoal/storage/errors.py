@@ -20,3 +20,14 @@ class PreconditionError(StorageError):
         super().__init__(condition)
         self.condition = condition
         self.absent = absent  # If-Match found no object at all
+
+
+class CorruptBlobError(StorageError):
+    """A stored blob's bytes do not match the checksum recorded when it was written."""
+
+    def __init__(self, blob_id: str, expected: str, actual: str, size: int | None = None) -> None:
+        super().__init__(f"blob {blob_id}: CRC64NVME {actual} != recorded {expected}")
+        self.blob_id = blob_id
+        self.expected = expected
+        self.actual = actual
+        self.size = size

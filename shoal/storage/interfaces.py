@@ -19,6 +19,9 @@ class BlobWriter(Protocol):
 
     def abort(self) -> None: ...
 
+    @property
+    def check(self) -> tuple[str, int]: ...  # (CRC64NVME hex, stored size) of the bytes written so far
+
 
 class BlobStore(Protocol):
     def new_writer(self) -> BlobWriter: ...

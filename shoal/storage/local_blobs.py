@@ -3,17 +3,53 @@
 File names are random ids, never derived from object keys, so no key can reach outside the data directory.
 A blob is written under ``tmp/``, fsync'd, then renamed to ``blobs/ab/cd/<id>`` and the directory fsync'd;
 only after that does metadata refer to it. Plain files keep zero-copy ``sendfile`` reads possible.
+
+Every byte written is also run through CRC64NVME (awscrt, ~20 GB/s with carry-less multiply instructions) in the
+same call that writes it: the blob's checksum and size go into the metadata with its id, so reads and the
+scrubber can tell a damaged file from a good one. Blobs found damaged are moved to ``quarantine/``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+
+from awscrt.checksums import crc64nvme
+
+from shoal.storage import faults
 
 READ_CHUNK = 1 << 20
+
+
+def crc_hex(value: int) -> str:
+    return f"{value:016x}"
+
+
+def checksum_fd(fd: int, size: int, *, pace: Callable[[int], None] | None = None,
+                stop: Callable[[], bool] | None = None) -> tuple[str, int]:
+    """(CRC64NVME as hex, bytes read) of the first ``size`` bytes of an open file, read 1 MiB at a time into one
+    reused buffer. Fewer bytes than ``size`` means the file is short. ``pace`` is called after each chunk with
+    its length (rate limiting); ``stop`` returning True abandons the read (the result is then meaningless)."""
+    buf = bytearray(min(READ_CHUNK, max(size, 1)))
+    view = memoryview(buf)
+    crc = 0
+    done = 0
+    while done < size:
+        faults.check("read")
+        n = os.preadv(fd, [view[: min(len(buf), size - done)]], done)
+        if n == 0:
+            break
+        crc = crc64nvme(view[:n], crc)
+        done += n
+        if pace is not None:
+            pace(n)
+        if stop is not None and stop():
+            break
+    return crc_hex(crc), done
 
 
 def _fsync_dir(path: str) -> None:
@@ -30,36 +66,63 @@ class LocalBlobWriter:
         self.blob_id = uuid.uuid4().hex
         self._tmp = os.path.join(store.tmp_dir, self.blob_id)
         self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        self.size = 0
+        self.size = 0  # bytes in the file
+        self.crc = 0  # CRC64NVME of those bytes
+
+    @property
+    def check(self) -> tuple[str, int]:
+        """(checksum, size) of the stored bytes, for the metadata."""
+        return crc_hex(self.crc), self.size
 
     def write(self, data: bytes | memoryview) -> None:
         assert self._fd is not None
+        faults.check("write")
         view = memoryview(data)
+        self.crc = crc64nvme(view, self.crc)
         while view:
             n = os.write(self._fd, view)
             view = view[n:]
             self.size += n
 
-    def copy_from(self, src_fd: int, offset: int, length: int) -> None:
-        """Append a range of another file without passing the bytes through Python."""
+    def copy_from(self, src_fd: int, offset: int, length: int) -> str:
+        """Append a range of another file without writing the bytes through Python (they are read once, from
+        the page cache, for the checksum). Returns the CRC64NVME of the range, so a caller copying a whole blob
+        can compare it with the source's."""
         assert self._fd is not None
-        while length > 0:
-            n = os.copy_file_range(src_fd, self._fd, length, offset)
+        faults.check("write")
+        piece = 0
+        buf = bytearray(min(READ_CHUNK, max(length, 1)))
+        view = memoryview(buf)
+        position, left = offset, length
+        while left > 0:
+            n = os.copy_file_range(src_fd, self._fd, left, position)
             if n == 0:
                 raise OSError("short copy: source blob is shorter than its metadata says")
-            offset += n
-            length -= n
+            done = 0
+            while done < n:
+                faults.check("read")
+                got = os.preadv(src_fd, [view[: min(len(buf), n - done)]], position + done)
+                if got == 0:
+                    raise OSError("short read: source blob is shorter than its metadata says")
+                piece = crc64nvme(view[:got], piece)
+                self.crc = crc64nvme(view[:got], self.crc)
+                done += got
+            position += n
+            left -= n
             self.size += n
+        return crc_hex(piece)
 
     def finish(self) -> None:
         assert self._fd is not None
         fd, self._fd = self._fd, None
         try:
             if self._store.durable:
+                faults.check("fsync")
                 os.fsync(fd)
         finally:
             os.close(fd)
         final = self._store.path(self.blob_id, create_dirs=True)
+        faults.check("rename")
         os.rename(self._tmp, final)
         if self._store.durable:
             _fsync_dir(os.path.dirname(final))
@@ -80,6 +143,7 @@ class LocalBlobStore:
         self.durable = durable
         self.blob_dir = os.path.join(root, "blobs")
         self.tmp_dir = os.path.join(root, "tmp")
+        self.quarantine_dir = os.path.join(root, "quarantine")
         os.makedirs(self.blob_dir, exist_ok=True)
         os.makedirs(self.tmp_dir, exist_ok=True)
 
@@ -101,7 +165,29 @@ class LocalBlobStore:
         return self.path(blob_id)
 
     def open(self, blob_id: str):
+        faults.check("read")
         return open(self.path(blob_id), "rb", buffering=0)
+
+    def quarantine(self, blob_id: str, report: dict) -> bool:
+        """Move a damaged blob out of ``blobs/`` into ``quarantine/`` with a JSON report beside it. False when
+        the file was already gone (another reader quarantined it first, or it was freed)."""
+        os.makedirs(self.quarantine_dir, exist_ok=True)
+        target = os.path.join(self.quarantine_dir, blob_id)
+        try:
+            os.rename(self.path(blob_id), target)
+        except FileNotFoundError:
+            return False
+        with open(target + ".json", "w") as f:
+            json.dump({"blob": blob_id, "quarantined": time.time(), **report}, f, indent=1)
+        if self.durable:
+            _fsync_dir(self.quarantine_dir)
+        return True
+
+    def quarantined(self) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir(self.quarantine_dir) if not n.endswith(".json"))
+        except FileNotFoundError:
+            return []
 
     async def stream(self, blob_id: str, offset: int, length: int) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()

@@ -23,6 +23,9 @@ class Segment:
 
     blob_id: str
     size: int
+    # (CRC64NVME hex, stored size) of a blob written for this record: recorded in the blobs table when the
+    # record is committed. None for segments read back from metadata (the blobs table has them).
+    check: tuple[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -90,3 +93,4 @@ class Part:
     last_modified: float
     blob_id: str
     checksums: dict[str, str] = field(default_factory=dict)
+    blob_check: tuple[str, int] | None = None  # as Segment.check

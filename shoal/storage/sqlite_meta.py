@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from shoal.storage import faults
 from shoal.storage.errors import BucketNotEmptyError, NoSuchUploadError, PreconditionError
 from shoal.storage.records import NEW_VERSION, Bucket, ObjectRecord, Part, Segment, Upload
 
@@ -87,8 +88,9 @@ CREATE TABLE IF NOT EXISTS completed_uploads (
 ) WITHOUT ROWID;
 
 -- Every blob that metadata refers to. A blob file with no row here (and older than a running write could
--- be) is an orphan from a crash between the file's rename and its metadata commit.
-CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY) WITHOUT ROWID;
+-- be) is an orphan from a crash between the file's rename and its metadata commit. crc64 (CRC64NVME, hex) and
+-- size describe the file's bytes as written; NULL for blobs written before checksums were kept.
+CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, crc64 TEXT, size INTEGER) WITHOUT ROWID;
 -- Blobs no longer referred to, whose files are still to be deleted. Filled in the same transaction that
 -- drops the reference, so a crash can delay freeing space but never lose track of it.
 CREATE TABLE IF NOT EXISTS garbage (id TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -130,6 +132,10 @@ class SqliteMetadataStore:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         conn = self._connect()
         conn.executescript(SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(blobs)")}
+        for name, kind in (("crc64", "TEXT"), ("size", "INTEGER")):
+            if name not in columns:  # a store from before blob checksums
+                conn.execute(f"ALTER TABLE blobs ADD COLUMN {name} {kind}")
         conn.close()
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._writer.start()
@@ -211,6 +217,7 @@ class SqliteMetadataStore:
     def _run_batch(conn: sqlite3.Connection, batch: list) -> list[tuple[Any, BaseException | None]]:
         results: list[tuple[Any, BaseException | None]] = []
         try:
+            faults.check("meta")
             conn.execute("BEGIN IMMEDIATE")
             for fn, args, _, _ in batch:
                 conn.execute("SAVEPOINT op")
@@ -431,6 +438,26 @@ class SqliteMetadataStore:
             or conn.execute("SELECT 1 FROM garbage WHERE id=?", (blob_id,)).fetchone() is not None
         )
 
+    def blob_checks(self, blob_ids: list[str]) -> dict[str, tuple[str, int]]:
+        """(CRC64NVME hex, stored size) of the given blobs, for those whose checksum is known."""
+        conn = self._reader()
+        found: dict[str, tuple[str, int]] = {}
+        for blob_id in blob_ids:
+            row = conn.execute("SELECT crc64, size FROM blobs WHERE id=?", (blob_id,)).fetchone()
+            if row is not None and row[0] is not None and row[1] is not None:
+                found[blob_id] = (row[0], row[1])
+        return found
+
+    def referrers(self, blob_id: str, limit: int = 20) -> list[list[str]]:
+        """[bucket, key, version id] of versions, or [upload id, part number] of parts, using a blob (for reports;
+        a scan, so only called when something is wrong)."""
+        conn = self._reader()
+        found = [list(r) for r in conn.execute(
+            "SELECT bucket, key, version_id FROM versions WHERE segments LIKE ? LIMIT ?", (f'%"{blob_id}"%', limit))]
+        found += [[r[0], str(r[1])] for r in conn.execute(
+            "SELECT upload_id, part_number FROM parts WHERE blob_id=? LIMIT ?", (blob_id, limit))]
+        return found
+
     def stats(self) -> dict[str, int]:
         conn = self._reader()
         return {
@@ -514,6 +541,13 @@ def _check_precondition(
             raise PreconditionError("If-Match")
 
 
+def _register_blob(conn: sqlite3.Connection, blob_id: str, check: tuple[str, int] | None) -> None:
+    crc, size = check if check is not None else (None, None)
+    conn.execute("INSERT INTO blobs(id, crc64, size) VALUES (?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                 "crc64=coalesce(blobs.crc64, excluded.crc64), size=coalesce(blobs.size, excluded.size)",
+                 (blob_id, crc, size))
+
+
 def _release_blobs(conn: sqlite3.Connection, blob_ids: list[str]) -> None:
     for blob_id in blob_ids:
         conn.execute("DELETE FROM blobs WHERE id=?", (blob_id,))
@@ -544,8 +578,8 @@ def _insert_latest(conn: sqlite3.Connection, r: ObjectRecord) -> None:
         # The id starts with the version's position, so a listing can resume after a version even once that
         # version has been deleted (ListObjectVersions markers are positions, not lookups).
         r.version_id = f"{r.seq:08x}{secrets.token_urlsafe(18)}"
-    for blob_id in r.blob_ids():
-        conn.execute("INSERT OR IGNORE INTO blobs(id) VALUES (?)", (blob_id,))
+    for segment in r.segments:
+        _register_blob(conn, segment.blob_id, segment.check)
     conn.execute(
         f"INSERT INTO versions({_OBJECT_COLUMNS}, inline) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (r.bucket, r.key, r.version_id, r.size, r.etag, r.last_modified, int(r.delete_marker),
@@ -644,7 +678,7 @@ def _put_part(conn: sqlite3.Connection, p: Part) -> None:
     ).fetchone()
     if old is not None:
         _release_blobs(conn, [old[0]])
-    conn.execute("INSERT OR IGNORE INTO blobs(id) VALUES (?)", (p.blob_id,))
+    _register_blob(conn, p.blob_id, p.blob_check)
     conn.execute(
         "INSERT OR REPLACE INTO parts(upload_id, part_number, size, etag, mtime, blob_id, checksums) "
         "VALUES (?,?,?,?,?,?,?)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -11,13 +12,14 @@ from aiohttp import web
 from shoal.errors import S3Error
 from shoal.http import xml
 from shoal.http.app import S3Request, xml_response
-from shoal.s3 import checksums, objects, sse
+from shoal.s3 import checksums, integrity, objects, sse
 from shoal.s3.acl import GRANT_HEADERS
 from shoal.s3.conditions import Conditions, parse_http_date
 from shoal.s3.lifecycle import expiration_header
 from shoal.s3.objects import ChecksumRequest, CopySource, ObjectAttributes
 from shoal.s3.service import S3Service
 from shoal.s3.tagging import parse_header as tagging_header
+from shoal.storage.errors import CorruptBlobError
 from shoal.storage.records import ObjectRecord
 
 log = logging.getLogger(__name__)
@@ -275,14 +277,24 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
         try:
             files = objects.open_pieces(svc, pieces)
             break
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
             # Overwritten between reading metadata and opening its blob: read the new version instead.
             if attempt == 4:
-                raise
+                raise integrity.missing(svc, exc) from None
     headers.update(req.response_headers)
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = length
+    stop = threading.Event()  # tells checks still running on worker threads that nobody waits for them
     try:
+        checks = integrity.whole_blob_checks(svc, pieces) if dek is None and req.method == "GET" else {}
+        if checks and sum(pieces[i].length for i in checks) <= integrity.VERIFY_BEFORE_SEND:
+            # Small enough to check before the headers: damage is then a clean 500.
+            try:
+                await asyncio.gather(*(integrity.verify(pieces[i].blob_id, files[i].fileno(), c, stop)
+                                       for i, c in checks.items()))
+            except CorruptBlobError as exc:
+                raise integrity.corrupt(svc, exc, "GET") from None
+            checks = {}
         decrypted = first = None
         if dek is not None and pieces:
             # Encrypted: no sendfile; blocks are read and opened on a worker thread, 1 MiB at a time. The first
@@ -293,7 +305,7 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
         if req.method == "HEAD":
             return response
         if decrypted is None:
-            await _send_pieces(req, response, record, pieces, files)
+            await _send_pieces(req, response, record, pieces, files, checks, stop)
         else:
             if first is not None:
                 await response.write(first)
@@ -302,6 +314,12 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
         await response.write_eof()
     except (ConnectionResetError, ConnectionError):
         pass
+    except CorruptBlobError as exc:
+        # Found while sending (a large blob): its last bytes were held back, so the client sees a short body.
+        integrity.corrupt(svc, exc, "GET")
+        log.error("GET %s/%s: cut short, stored bytes are damaged", req.bucket, req.key)
+        if req.http.transport is not None:
+            req.http.transport.close()
     except Exception:
         if not response.prepared:
             raise
@@ -310,33 +328,55 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
         if req.http.transport is not None:
             req.http.transport.close()
     finally:
+        stop.set()
         for f in files:
             if f is not None:
                 f.close()
     return response
 
 
-async def _send_pieces(req: S3Request, response: web.StreamResponse, record: ObjectRecord, pieces, files) -> None:
-    loop = asyncio.get_running_loop()
-    for piece, f in zip(pieces, files, strict=True):
+async def _send_pieces(req: S3Request, response: web.StreamResponse, record: ObjectRecord, pieces, files,
+                       checks: dict[int, tuple[str, int]], stop: threading.Event) -> None:
+    for index, (piece, f) in enumerate(zip(pieces, files, strict=True)):
         if f is None:
             assert record.inline is not None
             await response.write(record.inline[piece.offset : piece.offset + piece.length])
             continue
-        transport = req.http.transport
-        if transport is None:
-            raise ConnectionResetError
+        check = checks.get(index)
+        if check is None:
+            await _send_range(req, response, f, piece.offset, piece.length)
+            continue
+        # Check the blob on a worker thread while sendfile sends it; hold its last bytes back until the check
+        # has passed (see shoal.s3.integrity).
+        verifying = asyncio.ensure_future(integrity.verify(piece.blob_id, f.fileno(), check, stop))
+        head = max(piece.length - integrity.HELD_BACK, 0)
         try:
-            await loop.sendfile(transport, f, piece.offset, piece.length)
-        except NotImplementedError:
-            offset, left = piece.offset, piece.length
-            while left > 0:
-                chunk = await loop.run_in_executor(None, _pread, f, min(left, 1 << 20), offset)
-                if not chunk:
-                    raise OSError("blob shorter than its metadata") from None
-                await response.write(chunk)
-                offset += len(chunk)
-                left -= len(chunk)
+            await _send_range(req, response, f, piece.offset, head)
+        except BaseException:
+            verifying.cancel()
+            raise
+        await verifying
+        await _send_range(req, response, f, piece.offset + head, piece.length - head)
+
+
+async def _send_range(req: S3Request, response: web.StreamResponse, f, offset: int, length: int) -> None:
+    if length <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    transport = req.http.transport
+    if transport is None:
+        raise ConnectionResetError
+    try:
+        await loop.sendfile(transport, f, offset, length)
+    except NotImplementedError:
+        left = length
+        while left > 0:
+            chunk = await loop.run_in_executor(None, _pread, f, min(left, 1 << 20), offset)
+            if not chunk:
+                raise OSError("blob shorter than its metadata") from None
+            await response.write(chunk)
+            offset += len(chunk)
+            left -= len(chunk)
 
 
 def _pread(f, n: int, offset: int) -> bytes:
