@@ -68,7 +68,10 @@ def public_access_block(bucket: Bucket) -> dict[str, bool]:
 
 
 def bucket_grants(bucket: Bucket) -> list[acl.Grant]:
-    return [tuple(g) for g in bucket.config.get("acl", [])] or acl.owner_only(bucket.owner)  # type: ignore[misc]
+    stored = bucket.config.get("acl")
+    if stored is None:  # never set: the owner has full control
+        return acl.owner_only(bucket.owner)
+    return [tuple(g) for g in stored]  # type: ignore[misc]
 
 
 def object_grants(record: ObjectRecord) -> list[acl.Grant]:
@@ -90,6 +93,9 @@ def authorize(
     request_tags: list | None = None,
 ) -> None:
     """Raise AccessDenied unless ``identity`` may perform ``action`` (an IAM action name)."""
+    expected = context.expected_owner()
+    if expected is not None and expected != bucket.owner:
+        raise S3Error("AccessDenied")  # x-amz-expected-bucket-owner: the caller guards against a wrong bucket
     if identity is not None and identity.is_admin:
         return
     is_owner = identity is not None and identity.user_id == bucket.owner

@@ -122,7 +122,8 @@ async def put_bucket_acl(
                       MissingHeaderName="x-amz-acl")
     _check_settable(bucket, grants, bucket.owner)
     value = None if grants == acl.owner_only(bucket.owner) else [list(g) for g in grants]
-    await svc.storage.meta.set_bucket_config(bucket_name, "acl", value)
+    # An empty list is stored as such: every grant revoked (the owner still controls the bucket).
+    await svc.storage.meta.set_bucket_config(bucket_name, "acl", value if value is not None or grants else [])
 
 
 # -- object ACL ---------------------------------------------------------------------------------------------
@@ -199,11 +200,10 @@ async def delete_bucket_policy(svc: S3Service, identity: Identity | None, bucket
 
 
 def bucket_policy_is_public(svc: S3Service, identity: Identity | None, bucket_name: str) -> bool:
+    """Whether the bucket is public through its policy or its ACL (ceph/s3-tests count both)."""
     bucket = svc.bucket(identity, bucket_name, "s3:GetBucketPolicyStatus")
     doc = access.bucket_policy(bucket)
-    if doc is None:
-        raise S3Error("NoSuchBucketPolicy", "The bucket policy does not exist", status=404, BucketName=bucket_name)
-    return policy.is_public(doc)
+    return (doc is not None and policy.is_public(doc)) or acl.is_public(access.bucket_grants(bucket))
 
 
 # -- ownership controls and public access block --------------------------------------------------------------

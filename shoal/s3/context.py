@@ -33,6 +33,12 @@ _HEADER_KEYS = (
 )
 
 
+def expected_owner() -> str | None:
+    """x-amz-expected-bucket-owner, when the caller sent it."""
+    ctx = current.get()
+    return None if ctx is None else ctx.headers.get("x-amz-expected-bucket-owner")
+
+
 def condition_keys(user_id: str | None, username: str | None, tags: list | None = None,
                    request_tags: list | None = None) -> dict[str, list[str]]:
     """Condition-key values (lower-case keys) for policy evaluation."""

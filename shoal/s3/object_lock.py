@@ -184,8 +184,9 @@ async def put_retention(
         new_until = retention.epoch()
     current = retention_of(record)
     if current is not None and current.epoch() > time.time():
-        weakens = retention is None or new_until < current.epoch() or (
-            current.mode == "COMPLIANCE" and retention.mode != "COMPLIANCE")
+        # Shortening, removing, or changing the mode at all counts as weakening (GOVERNANCE -> COMPLIANCE
+        # too, as S3 does: only a caller allowed to bypass governance may rewrite a governance lock).
+        weakens = retention is None or new_until < current.epoch() or retention.mode != current.mode
         if weakens and (current.mode == "COMPLIANCE" or not bypass_governance):
             raise S3Error("AccessDenied", "Access Denied because object protected by object lock.")
     value = None if retention is None else {"m": retention.mode, "u": iso(new_until)}

@@ -44,7 +44,7 @@ def parse_header(value: str) -> Tags:
     except ValueError:
         raise S3Error("InvalidArgument", "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL "
                       "query parameters without tag name duplicates.", ArgumentName="x-amz-tagging") from None
-    return validate(pairs, MAX_OBJECT_TAGS)
+    return sorted(validate(pairs, MAX_OBJECT_TAGS))
 
 
 def object_tags(record: ObjectRecord) -> Tags:
@@ -81,12 +81,13 @@ def get_object_tags(
 async def set_object_tags(
     svc: S3Service, identity: Identity | None, bucket: str, key: str, version_id: str | None, tags: Tags | None
 ) -> ObjectRecord:
-    action = "s3:PutObjectVersionTagging" if version_id else "s3:PutObjectTagging"
+    verb = "Put" if tags is not None else "Delete"
+    action = f"s3:{verb}ObjectVersionTagging" if version_id else f"s3:{verb}ObjectTagging"
     record = _version(svc, identity, bucket, key, version_id, action)
     if tags is not None:
         validate(tags, MAX_OBJECT_TAGS)
-    await svc.storage.meta.update_object_meta(bucket, key, record.version_id, {"t": [list(t) for t in tags or []]
-                                                                               or None})
+    await svc.storage.meta.update_object_meta(bucket, key, record.version_id,
+                                              {"t": [list(t) for t in sorted(tags or [])] or None})
     return record
 
 

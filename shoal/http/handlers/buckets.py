@@ -158,9 +158,8 @@ async def list_objects_v2(svc: S3Service, req: S3Request) -> web.StreamResponse:
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     start_after = q.get("start-after", "")
     token = q.get("continuation-token")
-    if token == "":
-        token = None  # an empty token is no token (boto3 paginators may send one)
-    after = _token_decode(token) if token is not None else start_after
+    # An empty token is no position (boto3 paginators may send one) but is still echoed back.
+    after = _token_decode(token) if token else start_after
     max_keys = listing.parse_max_keys(q.get("max-keys"))
     fetch_owner = q.get("fetch-owner", "").lower() == "true"
     page = listing.list_objects(svc, req.identity, req.bucket, prefix, delimiter, after, max_keys)

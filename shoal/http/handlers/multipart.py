@@ -16,7 +16,7 @@ from shoal.http.handlers.objects import (
     object_attributes,
     require_content_length,
 )
-from shoal.s3 import checksums, multipart, objects, sse
+from shoal.s3 import access_settings, checksums, multipart, objects, sse
 from shoal.s3.lifecycle import expiration_header
 from shoal.s3.listing import parse_max_keys
 from shoal.s3.service import S3Service
@@ -143,6 +143,11 @@ def _int_param(req: S3Request, name: str, default: int) -> int:
     return n
 
 
+def _initiator_and_owner(svc: S3Service, user_id: str) -> str:
+    who = xml.el("ID", user_id) + xml.el("DisplayName", access_settings.display_name(svc, user_id))
+    return f"<Initiator>{who}</Initiator><Owner>{who}</Owner>"
+
+
 async def list_parts(svc: S3Service, req: S3Request) -> web.StreamResponse:
     assert req.bucket and req.key
     marker = _int_param(req, "part-number-marker", 0)
@@ -152,7 +157,7 @@ async def list_parts(svc: S3Service, req: S3Request) -> web.StreamResponse:
     )
     owner = upload.meta.get("o", "")
     inner = xml.el("Bucket", req.bucket) + xml.el("Key", req.key) + xml.el("UploadId", upload.upload_id)
-    inner += "<Initiator>" + xml.el("ID", owner) + "</Initiator><Owner>" + xml.el("ID", owner) + "</Owner>"
+    inner += _initiator_and_owner(svc, owner)
     inner += xml.el("StorageClass", upload.meta.get("sc", "STANDARD"))
     inner += xml.el("PartNumberMarker", marker)
     if parts:
@@ -188,7 +193,7 @@ async def list_multipart_uploads(svc: S3Service, req: S3Request) -> web.StreamRe
     for u in page.uploads:
         owner = u.meta.get("o", "")
         inner += "<Upload>" + xml.el("Key", u.key) + xml.el("UploadId", u.upload_id)
-        inner += "<Initiator>" + xml.el("ID", owner) + "</Initiator><Owner>" + xml.el("ID", owner) + "</Owner>"
+        inner += _initiator_and_owner(svc, owner)
         inner += xml.el("StorageClass", u.meta.get("sc", "STANDARD")) + xml.el("Initiated", xml.iso8601(u.initiated))
         if u.meta.get("cka"):
             inner += xml.el("ChecksumAlgorithm", u.meta["cka"]) + xml.el("ChecksumType", u.meta["ckt"])

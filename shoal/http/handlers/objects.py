@@ -97,7 +97,8 @@ def checksum_from_headers(h: Mapping[str, str]) -> ChecksumRequest:
     if present:
         algorithm, value = present[0]
         if not checksums.is_valid_value(algorithm, value):
-            raise S3Error("InvalidRequest", f"Value for {checksums.HEADER_FOR[algorithm]} header is invalid.")
+            # A value that cannot be the algorithm's digest cannot match either (ceph/s3-tests: BadDigest).
+            raise S3Error("BadDigest", f"Value for {checksums.HEADER_FOR[algorithm]} header is invalid.")
         return ChecksumRequest(algorithm, value)
     sdk = h.get("x-amz-sdk-checksum-algorithm") or h.get("x-amz-checksum-algorithm")
     if sdk:
