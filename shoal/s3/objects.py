@@ -216,11 +216,9 @@ def head_object(
     record = svc.storage.meta.get_object(bucket_name, key, version_id)
     action = action or ("s3:GetObjectVersion" if version_id else "s3:GetObject")
     if record is None:
-        # As S3: a caller who may list the bucket learns that the key is missing; others get AccessDenied.
-        try:
-            access.authorize(identity, bucket, action, key)
-        except S3Error:
-            access.authorize(identity, bucket, "s3:ListBucket")
+        # As S3: a caller who may list the bucket learns that the key is missing (a listing would tell it
+        # anyway); others get AccessDenied, even with a grant to read the key: no existence oracle.
+        access.authorize(identity, bucket, "s3:ListBucket")
         if version_id is not None:
             raise S3Error("NoSuchVersion", Key=key, VersionId=version_id)
         raise S3Error("NoSuchKey", Key=key)
