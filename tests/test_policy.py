@@ -251,10 +251,13 @@ def test_missing_key_is_403_without_list_and_404_with_it(b, alt, other):
 def test_policy_grants_write_and_delete(b, alt, other, other_id):
     put_policy(alt, b, allow({"AWS": user_arn(other_id)}, ["s3:PutObject", "s3:DeleteObject"], arn(b, "drop/*")))
     other.put_object(Bucket=b, Key="drop/x", Body=b"from other")
-    assert read(alt, b, "drop/x") == b"from other"
+    assert read(other, b, "drop/x") == b"from other"  # its writer owns it and reads it through its ACL
+    denied(alt.get_object, Bucket=b, Key="drop/x")  # ObjectWriter: the bucket owner was given no grant
+    other.put_object(Bucket=b, Key="drop/y", Body=b"handed over", ACL="bucket-owner-full-control")
+    assert read(alt, b, "drop/y") == b"handed over"
     denied(other.put_object, Bucket=b, Key="elsewhere", Body=b"x")
     other.delete_object(Bucket=b, Key="drop/x")
-    assert alt.list_objects_v2(Bucket=b, Prefix="drop/")["KeyCount"] == 0
+    assert alt.list_objects_v2(Bucket=b, Prefix="drop/")["KeyCount"] == 1
 
 
 # -- conditions -------------------------------------------------------------------------------------------------
@@ -353,7 +356,7 @@ def test_request_object_tag_condition(b, alt, other):
     other.put_object(Bucket=b, Key="blue", Body=b"x", Tagging="team=blue")
     denied(other.put_object, Bucket=b, Key="red", Body=b"x", Tagging="team=red")
     denied(other.put_object, Bucket=b, Key="untagged", Body=b"x")
-    assert alt.get_object_tagging(Bucket=b, Key="blue")["TagSet"] == [{"Key": "team", "Value": "blue"}]
+    assert other.get_object_tagging(Bucket=b, Key="blue")["TagSet"] == [{"Key": "team", "Value": "blue"}]
 
 
 def test_request_object_tag_keys_condition(b, alt, other):
