@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 from shoal.auth.identities import Identity
@@ -101,11 +101,16 @@ class PutResult:
     record: ObjectRecord
 
 
-def object_owner(bucket: Bucket, identity: Identity | None) -> str:
-    """Who owns a new object: the writer, unless the bucket enforces bucket-owner ownership. An anonymous
-    writer (a public-write bucket, an unsigned form upload) owns nothing: its objects belong to the bucket's
-    owner, as in Ceph RGW."""
-    if identity is None or access.ownership(bucket) == "BucketOwnerEnforced":
+def object_owner(bucket: Bucket, identity: Identity | None, acl_headers: Mapping[str, str] | None = None) -> str:
+    """Who owns a new object: the writer, unless the bucket enforces bucket-owner ownership, or prefers it and
+    the writer hands the object over with the bucket-owner-full-control canned ACL. An anonymous writer (a
+    public-write bucket, an unsigned form upload) owns nothing: its objects belong to the bucket's owner, as in
+    Ceph RGW."""
+    setting = access.ownership(bucket)
+    if identity is None or setting == "BucketOwnerEnforced":
+        return bucket.owner
+    if setting == "BucketOwnerPreferred" and (acl_headers or {}).get("x-amz-acl", "").strip() \
+            == "bucket-owner-full-control":
         return bucket.owner
     return identity.user_id
 
@@ -141,7 +146,7 @@ async def put_object(
     bucket = svc.bucket(identity, bucket_name, "s3:PutObject", key, request_tags=attrs.tags)
     check_key(key)
     attrs.validate()
-    owner = object_owner(bucket, identity)
+    owner = object_owner(bucket, identity, attrs.acl_headers)
     grants = access_settings.grants_from_headers(svc, bucket, owner, attrs.acl_headers)
     lock = object_lock.write_settings(bucket, attrs.lock_mode, attrs.lock_until, attrs.legal_hold)
     encryption = sse.choose(svc, bucket, requested or sse.Requested())
@@ -626,7 +631,7 @@ async def copy_object(
         new_attrs.storage_class = attrs.storage_class
     new_attrs.tags = attrs.tags if replace_tags else [tuple(t) for t in src.meta.get("t", [])]
     new_attrs.validate()
-    owner = object_owner(bucket, identity)
+    owner = object_owner(bucket, identity, attrs.acl_headers)
     meta = new_attrs.to_meta(owner, access_settings.grants_from_headers(svc, bucket, owner, attrs.acl_headers))
     meta |= object_lock.write_settings(bucket, attrs.lock_mode, attrs.lock_until, attrs.legal_hold)
     for name in ("ck", "ckt", "p"):
