@@ -4,7 +4,8 @@ Order of evaluation:
 1. Admins (the root user) may do anything.
 2. An explicit Deny in the caller's identity policy or in the bucket policy refuses the request, except that
    a bucket's owner can always read, change and delete its policy (so a bad policy can be fixed).
-3. The bucket's owner may do anything with the bucket and its objects.
+3. The bucket's owner may do anything with the bucket and its objects, except read (or read and change the ACL
+   of) an object another user owns: that takes a grant in the object's ACL, as in S3 with ObjectWriter ownership.
 4. An Allow in the identity policy or the bucket policy permits it.
 5. An ACL grant on the bucket (bucket-level and write actions) or on the object (object reads and ACLs)
    permits it, unless the bucket enforces ownership (ACLs disabled) or blocks public ACLs.
@@ -99,6 +100,11 @@ def authorize(
     if identity is not None and identity.is_admin:
         return
     is_owner = identity is not None and identity.user_id == bucket.owner
+    if is_owner and obj is not None and action in acl.OBJECT_PERMISSION and ownership(bucket) != "BucketOwnerEnforced" \
+            and obj.meta.get("o", bucket.owner) != bucket.owner:
+        # ObjectWriter ownership: someone else's object is read (and its ACL read or changed) only through its
+        # ACL, as in S3 (bucket-owner-read / bucket-owner-full-control exist for this). Deleting it needs none.
+        is_owner = False
     resource = policy.resource_arn(bucket.name, key)
     who = principal(identity)
     keys = context.condition_keys(

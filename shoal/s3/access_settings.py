@@ -27,13 +27,16 @@ def display_name(svc: S3Service, user_id: str) -> str:
     return user_id
 
 
-def _check_settable(bucket: Bucket, grants: list[acl.Grant] | None, owner: str) -> None:
+def _check_settable(bucket: Bucket, grants: list[acl.Grant] | None, owner: str, headers: Mapping[str, str]) -> None:
     if grants is None:
         return
     if access.ownership(bucket) == "BucketOwnerEnforced":
-        # ACLs are disabled: only the ones that say "the bucket owner has full control" are accepted.
+        # ACLs are disabled: only the ones that say "the bucket owner has full control" are accepted (the canned
+        # bucket-owner-full-control or its equivalent in grants); even "private" is refused, as in S3.
+        canned = headers.get("x-amz-acl")
         owners = {("id", owner, "FULL_CONTROL"), ("id", bucket.owner, "FULL_CONTROL")}
-        if any(g not in owners for g in grants):
+        if (canned is not None and canned.strip() != "bucket-owner-full-control") or any(g not in owners
+                                                                                          for g in grants):
             raise S3Error("AccessControlListNotSupported", "The bucket does not allow ACLs", status=400)
     if access.public_access_block(bucket).get("BlockPublicAcls") and acl.is_public(grants):
         raise S3Error("AccessDenied")
@@ -44,7 +47,7 @@ def grants_from_headers(
 ) -> list[acl.Grant] | None:
     """The ACL set by x-amz-acl / x-amz-grant-* on a write, validated against the bucket's settings."""
     grants = acl.from_headers(headers, owner, bucket.owner, lambda uid: user_exists(svc, uid))
-    _check_settable(bucket, grants, owner)
+    _check_settable(bucket, grants, owner, headers)
     return grants
 
 
@@ -120,7 +123,7 @@ async def put_bucket_acl(
     if grants is None:
         raise S3Error("MissingSecurityHeader", "Your request was missing a required header",
                       MissingHeaderName="x-amz-acl")
-    _check_settable(bucket, grants, bucket.owner)
+    _check_settable(bucket, grants, bucket.owner, headers)
     value = None if grants == acl.owner_only(bucket.owner) else [list(g) for g in grants]
     # An empty list is stored as such: every grant revoked (the owner still controls the bucket).
     await svc.storage.meta.set_bucket_config(bucket_name, "acl", value if value is not None or grants else [])
@@ -169,7 +172,7 @@ async def put_object_acl(
     if grants is None:
         raise S3Error("MissingSecurityHeader", "Your request was missing a required header",
                       MissingHeaderName="x-amz-acl")
-    _check_settable(bucket, grants, owner)
+    _check_settable(bucket, grants, owner, headers)
     value = None if grants == acl.owner_only(owner) else [list(g) for g in grants]
     await svc.storage.meta.update_object_meta(bucket_name, key, record.version_id, {"acl": value})
     return record
@@ -210,9 +213,13 @@ def bucket_policy_is_public(svc: S3Service, identity: Identity | None, bucket_na
 
 
 async def put_ownership(svc: S3Service, identity: Identity | None, bucket_name: str, value: str) -> None:
-    svc.bucket(identity, bucket_name, "s3:PutBucketOwnershipControls")
+    bucket = svc.bucket(identity, bucket_name, "s3:PutBucketOwnershipControls")
     if value not in OWNERSHIP_VALUES:
         raise S3Error("MalformedXML")
+    if value == "BucketOwnerEnforced" and access.bucket_grants(bucket) != acl.owner_only(bucket.owner):
+        # Turning ACLs off while the bucket ACL grants something would silently revoke it: S3 refuses.
+        raise S3Error("InvalidBucketAclWithObjectOwnership", "Bucket cannot have ACLs set with ObjectOwnership's "
+                      "BucketOwnerEnforced setting", status=400)
     await svc.storage.meta.set_bucket_config(bucket_name, "ownership", value)
 
 

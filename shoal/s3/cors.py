@@ -87,6 +87,10 @@ def _response_headers(rule: Rule, origin: str) -> dict[str, str]:
         "Access-Control-Allow-Methods": ", ".join(rule.methods),
         "Vary": "Origin, Access-Control-Request-Headers, Access-Control-Request-Method",
     }
+    if rule.origins != ["*"]:
+        # As S3: a rule naming origins lets the browser send credentials (cookies, Authorization) with the request;
+        # never with "*", which browsers refuse together with credentials anyway.
+        headers["Access-Control-Allow-Credentials"] = "true"
     if rule.expose_headers:
         headers["Access-Control-Expose-Headers"] = ", ".join(rule.expose_headers)
     if rule.max_age is not None:

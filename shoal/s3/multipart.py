@@ -68,7 +68,7 @@ async def create_upload(
     bucket_record = svc.bucket(identity, bucket, "s3:PutObject", key, request_tags=attrs.tags)
     check_key(key)
     attrs.validate()
-    owner = object_owner(bucket_record, identity)
+    owner = object_owner(bucket_record, identity, attrs.acl_headers)
     grants = access_settings.grants_from_headers(svc, bucket_record, owner, attrs.acl_headers)
     if checksum_type is not None:
         checksum_type = checksum_type.upper()

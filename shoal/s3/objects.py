@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 from awscrt.checksums import crc64nvme
@@ -104,11 +104,16 @@ class PutResult:
     record: ObjectRecord
 
 
-def object_owner(bucket: Bucket, identity: Identity | None) -> str:
-    """Who owns a new object: the writer, unless the bucket enforces bucket-owner ownership. An anonymous
-    writer (a public-write bucket, an unsigned form upload) owns nothing: its objects belong to the bucket's
-    owner, as in Ceph RGW."""
-    if identity is None or access.ownership(bucket) == "BucketOwnerEnforced":
+def object_owner(bucket: Bucket, identity: Identity | None, acl_headers: Mapping[str, str] | None = None) -> str:
+    """Who owns a new object: the writer, unless the bucket enforces bucket-owner ownership, or prefers it and
+    the writer hands the object over with the bucket-owner-full-control canned ACL. An anonymous writer (a
+    public-write bucket, an unsigned form upload) owns nothing: its objects belong to the bucket's owner, as in
+    Ceph RGW."""
+    setting = access.ownership(bucket)
+    if identity is None or setting == "BucketOwnerEnforced":
+        return bucket.owner
+    if setting == "BucketOwnerPreferred" and (acl_headers or {}).get("x-amz-acl", "").strip() \
+            == "bucket-owner-full-control":
         return bucket.owner
     return identity.user_id
 
@@ -144,7 +149,7 @@ async def put_object(
     bucket = svc.bucket(identity, bucket_name, "s3:PutObject", key, request_tags=attrs.tags)
     check_key(key)
     attrs.validate()
-    owner = object_owner(bucket, identity)
+    owner = object_owner(bucket, identity, attrs.acl_headers)
     grants = access_settings.grants_from_headers(svc, bucket, owner, attrs.acl_headers)
     lock = object_lock.write_settings(bucket, attrs.lock_mode, attrs.lock_until, attrs.legal_hold)
     encryption = sse.choose(svc, bucket, requested or sse.Requested())
@@ -220,11 +225,9 @@ def head_object(
     record = svc.storage.meta.get_object(bucket_name, key, version_id)
     action = action or ("s3:GetObjectVersion" if version_id else "s3:GetObject")
     if record is None:
-        # As S3: a caller who may list the bucket learns that the key is missing; others get AccessDenied.
-        try:
-            access.authorize(identity, bucket, action, key)
-        except S3Error:
-            access.authorize(identity, bucket, "s3:ListBucket")
+        # As S3: a caller who may list the bucket learns that the key is missing (a listing would tell it
+        # anyway); others get AccessDenied, even with a grant to read the key: no existence oracle.
+        access.authorize(identity, bucket, "s3:ListBucket")
         if version_id is not None:
             raise S3Error("NoSuchVersion", Key=key, VersionId=version_id)
         raise S3Error("NoSuchKey", Key=key)
@@ -653,7 +656,7 @@ async def copy_object(
         new_attrs.storage_class = attrs.storage_class
     new_attrs.tags = attrs.tags if replace_tags else [tuple(t) for t in src.meta.get("t", [])]
     new_attrs.validate()
-    owner = object_owner(bucket, identity)
+    owner = object_owner(bucket, identity, attrs.acl_headers)
     meta = new_attrs.to_meta(owner, access_settings.grants_from_headers(svc, bucket, owner, attrs.acl_headers))
     meta |= object_lock.write_settings(bucket, attrs.lock_mode, attrs.lock_until, attrs.legal_hold)
     for name in ("ck", "ckt", "p"):
