@@ -377,20 +377,18 @@ async def delete_objects(svc: S3Service, req: S3Request) -> web.StreamResponse:
         raise S3Error("MalformedXML")
     outcomes = await objects.delete_objects(svc, req.identity, req.bucket, keys, bypass_governance(req))
     parts = []
-    for outcome in outcomes:
+    for (_, requested_version), outcome in zip(keys, outcomes, strict=True):
         if outcome.error is not None:
             version = xml.el("VersionId", outcome.version_id) if outcome.version_id is not None else ""
             parts.append("<Error>" + xml.el("Key", outcome.key) + version + xml.el("Code", outcome.error.code)
                          + xml.el("Message", outcome.error.message) + "</Error>")
         elif not quiet:
-            requested_version = dict(keys).get(outcome.key)
             inner = xml.el("Key", outcome.key)
             if requested_version is not None:
                 inner += xml.el("VersionId", requested_version)
             if outcome.delete_marker:
-                inner += xml.el("DeleteMarker", "true")
-                if requested_version is None or requested_version != outcome.version_id:
-                    inner += xml.el("DeleteMarkerVersionId", outcome.version_id)
+                # The marker made, or the marker removed by its id: S3 names it either way.
+                inner += xml.el("DeleteMarker", "true") + xml.el("DeleteMarkerVersionId", outcome.version_id)
             parts.append("<Deleted>" + inner + "</Deleted>")
     return xml_response("DeleteResult", "".join(parts))
 
