@@ -378,7 +378,8 @@ class DeleteOutcome:
 
 
 async def _delete(
-    svc: S3Service, bucket: Bucket, key: str, version_id: str | None, bypass_governance: bool = False
+    svc: S3Service, bucket: Bucket, key: str, version_id: str | None, bypass_governance: bool = False,
+    owner: str | None = None,
 ) -> DeleteOutcome:
     check_key(key)
     check_version_id(version_id)
@@ -396,8 +397,9 @@ async def _delete(
         await meta.delete_version(bucket.name, key, "null")
         svc.storage.garbage_made()
         return DeleteOutcome(key, None)
-    # Versioned: a delete marker becomes the latest version (in a suspended bucket it is the null version).
-    marker = ObjectRecord(bucket.name, key, new_version_id(bucket), 0, "", time.time(), {},
+    # Versioned: a delete marker becomes the latest version (in a suspended bucket it is the null version). It
+    # belongs to whoever deleted, as in S3's listings.
+    marker = ObjectRecord(bucket.name, key, new_version_id(bucket), 0, "", time.time(), {"o": owner or bucket.owner},
                           delete_marker=True)
     await commit_object(svc, marker)
     return DeleteOutcome(key, marker.version_id, True)
@@ -408,7 +410,7 @@ async def delete_object(
     bypass_governance: bool = False,
 ) -> DeleteOutcome:
     bucket = svc.bucket(identity, bucket_name, "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject", key)
-    return await _delete(svc, bucket, key, version_id, bypass_governance)
+    return await _delete(svc, bucket, key, version_id, bypass_governance, object_owner(bucket, identity))
 
 
 async def delete_objects(
@@ -420,7 +422,7 @@ async def delete_objects(
     async def one(key: str, version_id: str | None) -> DeleteOutcome:
         try:
             access.authorize(identity, bucket, "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject", key)
-            return await _delete(svc, bucket, key, version_id, bypass_governance)
+            return await _delete(svc, bucket, key, version_id, bypass_governance, object_owner(bucket, identity))
         except S3Error as exc:
             return DeleteOutcome(key, version_id, error=exc)
 
