@@ -439,6 +439,9 @@ class CopySource:
     key: str
     version_id: str | None
     conditions: Conditions
+    # Set once the source is read: the id of the version copied, when its bucket has had versioning (S3 reports
+    # it in x-amz-copy-source-version-id whether or not the request named a version).
+    copied_version: str | None = None
 
 
 def parse_copy_source(value: str) -> tuple[str, str, str | None]:
@@ -475,6 +478,8 @@ def read_copy_source(svc: S3Service, identity: Identity | None, source: CopySour
     if outcome is not None:  # a copy is never "not modified": every failed condition is a 412
         raise S3Error("PreconditionFailed",
                       Condition="x-amz-copy-source-" + failed_condition(source.conditions, outcome))
+    source.copied_version = record.version_id if source.version_id is not None else \
+        version_header(svc, record).get("x-amz-version-id")
     return record
 
 

@@ -201,8 +201,9 @@ async def copy_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     await req.read_body(0)
     algorithm = req.headers.get("x-amz-checksum-algorithm")
     requested = sse.parse_write(req.headers)
+    source = copy_source(req)
     record = await objects.copy_object(
-        svc, req.identity, req.bucket, req.key, copy_source(req), directive == "REPLACE", object_attributes(req),
+        svc, req.identity, req.bucket, req.key, source, directive == "REPLACE", object_attributes(req),
         tag_directive == "REPLACE",
         algorithm.upper() if algorithm else None,
         if_match=req.header("If-Match"), if_none_match=req.header("If-None-Match"),
@@ -213,9 +214,8 @@ async def copy_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
         inner += xml.el(f"Checksum{name}", value)
     headers = objects.version_header(svc, record, write=True) | expiration_header(svc, record)
     headers |= sse.response_headers(record.meta.get("e"), requested.customer)
-    source = copy_source(req)
-    if source.version_id:
-        headers["x-amz-copy-source-version-id"] = source.version_id
+    if source.copied_version is not None:
+        headers["x-amz-copy-source-version-id"] = source.copied_version
     return xml_response("CopyObjectResult", inner, headers=headers)
 
 
