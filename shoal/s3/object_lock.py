@@ -184,8 +184,10 @@ async def put_retention(
         new_until = retention.epoch()
     current = retention_of(record)
     if current is not None and current.epoch() > time.time():
-        weakens = retention is None or new_until < current.epoch() or (
-            current.mode == "COMPLIANCE" and retention.mode != "COMPLIANCE")
+        # Only extending an active lock in the same mode is free. Anything else (a shorter date, no retention, a
+        # change of mode, even GOVERNANCE to COMPLIANCE) is refused under COMPLIANCE and needs the bypass under
+        # GOVERNANCE.
+        weakens = retention is None or new_until < current.epoch() or retention.mode != current.mode
         if weakens and (current.mode == "COMPLIANCE" or not bypass_governance):
             raise S3Error("AccessDenied", "Access Denied because object protected by object lock.")
     value = None if retention is None else {"m": retention.mode, "u": iso(new_until)}
