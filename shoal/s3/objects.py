@@ -410,7 +410,8 @@ async def delete_object(
     bypass_governance: bool = False,
 ) -> DeleteOutcome:
     bucket = svc.bucket(identity, bucket_name, "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject", key)
-    return await _delete(svc, bucket, key, version_id, bypass_governance, object_owner(bucket, identity))
+    bypass = object_lock.may_bypass(identity, bucket, key, bypass_governance)
+    return await _delete(svc, bucket, key, version_id, bypass, object_owner(bucket, identity))
 
 
 async def delete_objects(
@@ -422,7 +423,8 @@ async def delete_objects(
     async def one(key: str, version_id: str | None) -> DeleteOutcome:
         try:
             access.authorize(identity, bucket, "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject", key)
-            return await _delete(svc, bucket, key, version_id, bypass_governance, object_owner(bucket, identity))
+            bypass = object_lock.may_bypass(identity, bucket, key, bypass_governance)
+            return await _delete(svc, bucket, key, version_id, bypass, object_owner(bucket, identity))
         except S3Error as exc:
             return DeleteOutcome(key, version_id, error=exc)
 
