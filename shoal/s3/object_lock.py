@@ -110,7 +110,8 @@ def write_settings(bucket: Bucket, mode: str | None, until: str | None, legal_ho
                           ArgumentValue=mode)
         epoch = parse_date(until)
         if epoch <= time.time():
-            raise S3Error("InvalidArgument", "The retain until date must be in the future!")
+            raise S3Error("InvalidArgument", "The retain until date must be in the future!",
+                          ArgumentName="x-amz-object-lock-retain-until-date", ArgumentValue=until)
         meta["lk"] = {"m": mode, "u": iso(epoch)}
     elif enabled(bucket):
         default = bucket.config["object_lock"].get("rule")
@@ -194,6 +195,9 @@ async def put_retention(
         if retention.mode not in MODES:
             raise S3Error("MalformedXML")
         new_until = retention.epoch()
+        if new_until <= time.time():
+            raise S3Error("InvalidArgument", "The retain until date must be in the future!",
+                          ArgumentName="RetainUntilDate", ArgumentValue=retention.until)
     current = retention_of(record)
     if current is not None and current.epoch() > time.time():
         # Only extending an active lock in the same mode is free. Anything else (a shorter date, no retention, a
