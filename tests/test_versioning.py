@@ -400,6 +400,17 @@ def test_tagging_and_attributes_of_a_delete_marker(s3, vbucket):
     assert status_of(exc.value) == 405 and error_code(exc.value) == "MethodNotAllowed"
 
 
+def test_conditional_writes_see_a_delete_marker_as_no_object(s3, vbucket):
+    s3.put_object(Bucket=vbucket, Key="k", Body=b"x")
+    s3.delete_object(Bucket=vbucket, Key="k")
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=vbucket, Key="k", Body=b"y", IfMatch="*")
+    assert status_of(exc.value) == 404 and error_code(exc.value) == "NoSuchKey"
+    s3.put_object(Bucket=vbucket, Key="k", Body=b"y", IfNoneMatch="*")
+    assert s3.get_object(Bucket=vbucket, Key="k")["Body"].read() == b"y"
+    assert [e[0] for e in all_versions(s3, vbucket)] == ["V", "M", "V"]
+
+
 # -- null versions -------------------------------------------------------------------------------------------
 
 
@@ -461,6 +472,17 @@ def test_suspended_delete_makes_a_null_marker(s3, vbucket):
     # Removing the null marker by id brings back the older version.
     s3.delete_object(Bucket=vbucket, Key="k", VersionId="null")
     assert s3.get_object(Bucket=vbucket, Key="k")["Body"].read() == b"kept"
+
+
+def test_suspended_delete_replaces_an_older_null_version(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"from before versioning")
+    enable(s3, bucket)
+    version = s3.put_object(Bucket=bucket, Key="k", Body=b"versioned")["VersionId"]
+    enable(s3, bucket, "Suspended")
+    response = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "k"}]})
+    assert response["Deleted"] == [{"Key": "k", "DeleteMarker": True, "DeleteMarkerVersionId": "null"}]
+    # The null version, wherever it stood, is replaced by the marker on top.
+    assert all_versions(s3, bucket) == [("M", "k", "null", True), ("V", "k", version, False)]
 
 
 def test_suspended_delete_of_a_versioned_latest_keeps_it(s3, vbucket):
