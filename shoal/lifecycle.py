@@ -182,8 +182,8 @@ class LifecycleWorker:
         if action.kind in ("delete", "noncurrent") and object_lock.is_protected(record):
             return  # retention or a legal hold outranks lifecycle, as in S3
         if action.kind == "expire":
-            marker = ObjectRecord(bucket.name, record.key, new_version_id(bucket), 0, "", time.time(), {},
-                                  delete_marker=True)
+            marker = ObjectRecord(bucket.name, record.key, new_version_id(bucket), 0, "", time.time(),
+                                  {"o": bucket.owner}, delete_marker=True)
             if await meta.expire_current(record, marker):
                 stats.expired += 1
         elif action.kind == "delete":

@@ -73,6 +73,18 @@ def check_deletable(record: ObjectRecord, bypass_governance: bool, now: float | 
         raise S3Error("AccessDenied", "Object is WORM protected and cannot be overwritten")
 
 
+def may_bypass(identity: Identity | None, bucket: Bucket, key: str, requested: bool) -> bool:
+    """Whether ``x-amz-bypass-governance-retention: true`` counts: only for a caller allowed
+    s3:BypassGovernanceRetention (without it, S3 treats the request as if the header were absent)."""
+    if not requested:
+        return False
+    try:
+        access.authorize(identity, bucket, "s3:BypassGovernanceRetention", key)
+    except S3Error:
+        return False
+    return True
+
+
 def is_protected(record: ObjectRecord, now: float | None = None) -> bool:
     try:
         check_deletable(record, bypass_governance=False, now=now)
@@ -98,7 +110,8 @@ def write_settings(bucket: Bucket, mode: str | None, until: str | None, legal_ho
                           ArgumentValue=mode)
         epoch = parse_date(until)
         if epoch <= time.time():
-            raise S3Error("InvalidArgument", "The retain until date must be in the future!")
+            raise S3Error("InvalidArgument", "The retain until date must be in the future!",
+                          ArgumentName="x-amz-object-lock-retain-until-date", ArgumentValue=until)
         meta["lk"] = {"m": mode, "u": iso(epoch)}
     elif enabled(bucket):
         default = bucket.config["object_lock"].get("rule")
@@ -177,17 +190,21 @@ async def put_retention(
     svc: S3Service, identity: Identity | None, bucket_name: str, key: str, version_id: str | None,
     retention: Retention | None, bypass_governance: bool,
 ) -> ObjectRecord:
-    _, record = _version(svc, identity, bucket_name, key, version_id, "s3:PutObjectRetention")
+    bucket, record = _version(svc, identity, bucket_name, key, version_id, "s3:PutObjectRetention")
     if retention is not None:
         if retention.mode not in MODES:
             raise S3Error("MalformedXML")
         new_until = retention.epoch()
+        if new_until <= time.time():
+            raise S3Error("InvalidArgument", "The retain until date must be in the future!",
+                          ArgumentName="RetainUntilDate", ArgumentValue=retention.until)
     current = retention_of(record)
     if current is not None and current.epoch() > time.time():
-        # Shortening, removing, or changing the mode at all counts as weakening (GOVERNANCE -> COMPLIANCE
-        # too, as S3 does: only a caller allowed to bypass governance may rewrite a governance lock).
+        # Only extending an active lock in the same mode is free. Anything else (a shorter date, no retention, a
+        # change of mode, even GOVERNANCE to COMPLIANCE) is refused under COMPLIANCE and needs the bypass under
+        # GOVERNANCE.
         weakens = retention is None or new_until < current.epoch() or retention.mode != current.mode
-        if weakens and (current.mode == "COMPLIANCE" or not bypass_governance):
+        if weakens and (current.mode == "COMPLIANCE" or not may_bypass(identity, bucket, key, bypass_governance)):
             raise S3Error("AccessDenied", "Access Denied because object protected by object lock.")
     value = None if retention is None else {"m": retention.mode, "u": iso(new_until)}
     await svc.storage.meta.update_object_meta(bucket_name, key, record.version_id, {"lk": value})

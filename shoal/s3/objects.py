@@ -385,7 +385,8 @@ class DeleteOutcome:
 
 
 async def _delete(
-    svc: S3Service, bucket: Bucket, key: str, version_id: str | None, bypass_governance: bool = False
+    svc: S3Service, bucket: Bucket, key: str, version_id: str | None, bypass_governance: bool = False,
+    owner: str | None = None,
 ) -> DeleteOutcome:
     check_key(key)
     check_version_id(version_id)
@@ -403,8 +404,9 @@ async def _delete(
         await meta.delete_version(bucket.name, key, "null")
         svc.storage.garbage_made()
         return DeleteOutcome(key, None)
-    # Versioned: a delete marker becomes the latest version (in a suspended bucket it is the null version).
-    marker = ObjectRecord(bucket.name, key, new_version_id(bucket), 0, "", time.time(), {},
+    # Versioned: a delete marker becomes the latest version (in a suspended bucket it is the null version). It
+    # belongs to whoever deleted, as in S3's listings.
+    marker = ObjectRecord(bucket.name, key, new_version_id(bucket), 0, "", time.time(), {"o": owner or bucket.owner},
                           delete_marker=True)
     await commit_object(svc, marker)
     return DeleteOutcome(key, marker.version_id, True)
@@ -415,7 +417,8 @@ async def delete_object(
     bypass_governance: bool = False,
 ) -> DeleteOutcome:
     bucket = svc.bucket(identity, bucket_name, "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject", key)
-    return await _delete(svc, bucket, key, version_id, bypass_governance)
+    bypass = object_lock.may_bypass(identity, bucket, key, bypass_governance)
+    return await _delete(svc, bucket, key, version_id, bypass, object_owner(bucket, identity))
 
 
 async def delete_objects(
@@ -427,7 +430,8 @@ async def delete_objects(
     async def one(key: str, version_id: str | None) -> DeleteOutcome:
         try:
             access.authorize(identity, bucket, "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject", key)
-            return await _delete(svc, bucket, key, version_id, bypass_governance)
+            bypass = object_lock.may_bypass(identity, bucket, key, bypass_governance)
+            return await _delete(svc, bucket, key, version_id, bypass, object_owner(bucket, identity))
         except S3Error as exc:
             return DeleteOutcome(key, version_id, error=exc)
 
@@ -444,6 +448,9 @@ class CopySource:
     key: str
     version_id: str | None
     conditions: Conditions
+    # Set once the source is read: the id of the version copied, when its bucket has had versioning (S3 reports
+    # it in x-amz-copy-source-version-id whether or not the request named a version).
+    copied_version: str | None = None
 
 
 def parse_copy_source(value: str) -> tuple[str, str, str | None]:
@@ -480,6 +487,8 @@ def read_copy_source(svc: S3Service, identity: Identity | None, source: CopySour
     if outcome is not None:  # a copy is never "not modified": every failed condition is a 412
         raise S3Error("PreconditionFailed",
                       Condition="x-amz-copy-source-" + failed_condition(source.conditions, outcome))
+    source.copied_version = record.version_id if source.version_id is not None else \
+        version_header(svc, record).get("x-amz-version-id")
     return record
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 from shoal.auth.identities import Identity
@@ -18,6 +19,11 @@ MAX_VALUE_LENGTH = 256
 
 Tags = list[tuple[str, str]]
 
+# What S3 allows in tag keys and values: letters, digits and spaces (Unicode), and _ . : / = + - @.
+_TAG_CHARS = re.compile(r"[\w\s.:/=+\-@]*")
+_HEADER_ERROR = ("The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query parameters without "
+                 "tag name duplicates.")
+
 
 def validate(tags: Tags, limit: int) -> Tags:
     if len(tags) > limit:
@@ -25,9 +31,9 @@ def validate(tags: Tags, limit: int) -> Tags:
                       else f"Bucket tags cannot be greater than {limit}")
     seen: set[str] = set()
     for key, value in tags:
-        if not key or len(key) > MAX_KEY_LENGTH:
+        if not key or len(key) > MAX_KEY_LENGTH or not _TAG_CHARS.fullmatch(key):
             raise S3Error("InvalidTag", "The TagKey you have provided is invalid", TagKey=key)
-        if len(value) > MAX_VALUE_LENGTH:
+        if len(value) > MAX_VALUE_LENGTH or not _TAG_CHARS.fullmatch(value):
             raise S3Error("InvalidTag", "The TagValue you have provided is invalid", TagKey=key, TagValue=value)
         if key.startswith("aws:"):
             raise S3Error("InvalidTag", "Your TagKey cannot be prefixed with aws:", TagKey=key)
@@ -38,12 +44,15 @@ def validate(tags: Tags, limit: int) -> Tags:
 
 
 def parse_header(value: str) -> Tags:
-    """``x-amz-tagging: k1=v1&k2=v2`` (URL query encoding)."""
+    """``x-amz-tagging: k1=v1&k2=v2`` (URL query encoding). As S3: a header that does not decode to distinct keys
+    and values of allowed characters is an InvalidArgument; counts, lengths and aws: keys are InvalidTag."""
     try:
-        pairs = parse_qsl(value, keep_blank_values=True)
-    except ValueError:
-        raise S3Error("InvalidArgument", "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL "
-                      "query parameters without tag name duplicates.", ArgumentName="x-amz-tagging") from None
+        pairs = parse_qsl(value, keep_blank_values=True, errors="strict")
+    except (ValueError, UnicodeDecodeError):
+        raise S3Error("InvalidArgument", _HEADER_ERROR, ArgumentName="x-amz-tagging", ArgumentValue=value) from None
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys) or not all(_TAG_CHARS.fullmatch(k) and _TAG_CHARS.fullmatch(v) for k, v in pairs):
+        raise S3Error("InvalidArgument", _HEADER_ERROR, ArgumentName="x-amz-tagging", ArgumentValue=value)
     return sorted(validate(pairs, MAX_OBJECT_TAGS))
 
 

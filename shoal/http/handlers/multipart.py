@@ -63,13 +63,17 @@ async def upload_part_copy(svc: S3Service, req: S3Request) -> web.StreamResponse
     number = multipart.check_part_number(req.query.get("partNumber"))
     await req.read_body(0)
     customer = sse.parse_customer_key(req.headers)
+    source = copy_source(req)
     part = await multipart.upload_part_copy(
-        svc, req.identity, req.bucket, req.key, req.query["uploadId"], number, copy_source(req),
+        svc, req.identity, req.bucket, req.key, req.query["uploadId"], number, source,
         req.headers.get("x-amz-copy-source-range"), customer,
         sse.parse_customer_key(req.headers, sse.COPY_SOURCE),
     )
     inner = xml.el("LastModified", xml.iso8601(part.last_modified)) + xml.el("ETag", f'"{part.etag}"')
-    return xml_response("CopyPartResult", inner, headers=_upload_sse_headers(svc, req, customer))
+    headers = _upload_sse_headers(svc, req, customer)
+    if source.copied_version is not None:
+        headers["x-amz-copy-source-version-id"] = source.copied_version
+    return xml_response("CopyPartResult", inner, headers=headers)
 
 
 def _upload_sse_headers(svc: S3Service, req: S3Request, customer: sse.CustomerKey | None) -> dict[str, str]:

@@ -60,6 +60,10 @@ async def put_retention(svc: S3Service, req: S3Request) -> web.StreamResponse:
     if mode is not None or until is not None:
         if mode is None or until is None:
             raise S3Error("MalformedXML")
+        try:
+            object_lock.parse_date(until)
+        except S3Error:
+            raise S3Error("MalformedXML") from None  # a date S3 cannot read makes the document malformed
         retention = object_lock.Retention(mode, until)
     record = await object_lock.put_retention(svc, req.identity, req.bucket, req.key, req.query.get("versionId"),
                                              retention, bypass_governance(req))

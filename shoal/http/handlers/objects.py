@@ -204,8 +204,9 @@ async def copy_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     await req.read_body(0)
     algorithm = req.headers.get("x-amz-checksum-algorithm")
     requested = sse.parse_write(req.headers)
+    source = copy_source(req)
     record = await objects.copy_object(
-        svc, req.identity, req.bucket, req.key, copy_source(req), directive == "REPLACE", object_attributes(req),
+        svc, req.identity, req.bucket, req.key, source, directive == "REPLACE", object_attributes(req),
         tag_directive == "REPLACE",
         algorithm.upper() if algorithm else None,
         if_match=req.header("If-Match"), if_none_match=req.header("If-None-Match"),
@@ -216,9 +217,8 @@ async def copy_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
         inner += xml.el(f"Checksum{name}", value)
     headers = objects.version_header(svc, record, write=True) | expiration_header(svc, record)
     headers |= sse.response_headers(record.meta.get("e"), requested.customer)
-    source = copy_source(req)
-    if source.version_id:
-        headers["x-amz-copy-source-version-id"] = source.version_id
+    if source.copied_version is not None:
+        headers["x-amz-copy-source-version-id"] = source.copied_version
     return xml_response("CopyObjectResult", inner, headers=headers)
 
 
@@ -418,20 +418,18 @@ async def delete_objects(svc: S3Service, req: S3Request) -> web.StreamResponse:
         raise S3Error("MalformedXML")
     outcomes = await objects.delete_objects(svc, req.identity, req.bucket, keys, bypass_governance(req))
     parts = []
-    for outcome in outcomes:
+    for (_, requested_version), outcome in zip(keys, outcomes, strict=True):
         if outcome.error is not None:
             version = xml.el("VersionId", outcome.version_id) if outcome.version_id is not None else ""
             parts.append("<Error>" + xml.el("Key", outcome.key) + version + xml.el("Code", outcome.error.code)
                          + xml.el("Message", outcome.error.message) + "</Error>")
         elif not quiet:
-            requested_version = dict(keys).get(outcome.key)
             inner = xml.el("Key", outcome.key)
             if requested_version is not None:
                 inner += xml.el("VersionId", requested_version)
             if outcome.delete_marker:
-                inner += xml.el("DeleteMarker", "true")
-                if requested_version is None or requested_version != outcome.version_id:
-                    inner += xml.el("DeleteMarkerVersionId", outcome.version_id)
+                # The marker made, or the marker removed by its id: S3 names it either way.
+                inner += xml.el("DeleteMarker", "true") + xml.el("DeleteMarkerVersionId", outcome.version_id)
             parts.append("<Deleted>" + inner + "</Deleted>")
     return xml_response("DeleteResult", "".join(parts))
 
