@@ -134,6 +134,7 @@ class S3App:
         self.prefix_routes: list[tuple[str, object]] = []
         self.in_flight = 0  # requests between their headers and their handler's answer
         self.draining = False  # shutting down: answer what is in flight, then close each connection
+        self.metrics = None  # a shoal.metrics.Metrics, told about every request
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         self.in_flight += 1
@@ -157,8 +158,13 @@ class S3App:
         try:
             special = self.extra_routes.get(raw_path)
             prefixed = self._prefix_route(request, raw_path) if self.prefix_routes else None
+            response = None
             if special is not None and request.method in ("GET", "HEAD"):
+                # A special route may decline (None): then the path is an S3 request after all.
                 response = await special(request)  # type: ignore[operator]
+                operation = getattr(special, "operation", "-")
+            if response is not None:
+                pass
             elif prefixed is not None:
                 response = await prefixed(self, request, raw_path, raw_query, cont)  # type: ignore[operator]
                 operation = "Admin"
@@ -184,9 +190,20 @@ class S3App:
             elif not response.prepared:
                 await cont()
         status = response.status
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info("%s %s %s %s %d %.1fms", request.remote, request.method, raw_path, operation, status,
-                            (time.perf_counter() - started) * 1000)
+        metrics = self.metrics
+        if metrics is not None or access_log.isEnabledFor(logging.INFO):
+            elapsed = time.perf_counter() - started
+            received = request.content_length or 0
+            sent = (response.content_length or 0) if request.method != "HEAD" else 0
+            if metrics is not None:
+                metrics.observe(operation, status, elapsed, received, sent)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info("%s %s %s %s %d %.1fms", request.remote, request.method, raw_path, operation, status,
+                                elapsed * 1000, extra={"access": {
+                                    "remote": request.remote, "method": request.method, "path": raw_path,
+                                    "query": raw_query, "operation": operation, "status": status,
+                                    "duration_ms": round(elapsed * 1000, 3), "bytes_in": received, "bytes_out": sent,
+                                    "request_id": request_id}})
         return response
 
     def _prefix_route(self, request: web.BaseRequest, raw_path: str):
