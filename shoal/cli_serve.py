@@ -66,6 +66,7 @@ def server(**flags) -> None:
 
     Settings come from flags, then the environment, then a configuration file (--config / SHOAL_CONFIG);
     declared buckets, users, policies and seed files are applied at every start, before the server is ready.
+    DATA_DIR may also be set as SHOAL_DATA_DIR (default ./data).
     """
     from shoal.config import DEV_ROOT_PASSWORD, DEV_ROOT_USER
 

@@ -163,10 +163,10 @@ class Summary:
 
     def line(self, verb: str) -> str:
         rate = self.bytes / self.seconds if self.seconds > 0 else 0
-        text = (f"{verb}: {self.copied} objects copied ({human(self.bytes)}), {self.markers} delete markers, "
+        text = (f"{self.copied} objects copied ({human(self.bytes)}), {self.markers} delete markers, "
                 f"{self.skipped} up to date, {self.conflicts} conflicts, {self.failed} failed; "
                 f"{self.seconds:.1f}s, {human(rate)}/s")
-        return (f"{self.buckets} buckets; " if self.buckets else "") + text
+        return f"{verb}: " + (f"{self.buckets} buckets; " if self.buckets else "") + text
 
     @property
     def ok(self) -> bool:

@@ -172,8 +172,10 @@ class S3App:
                 response, operation = await self._s3(request, request_id, raw_path, raw_query, cont,
                                                      cors_headers)
         except S3Error as exc:
+            operation = request.get("shoal.operation", operation)
             response = self._error_response(request, exc, resource, request_id)
         except Exception:
+            operation = request.get("shoal.operation", operation)
             log.exception("internal error in %s %s", request.method, raw_path)
             response = self._error_response(request, S3Error("InternalError"), resource, request_id)
         if not response.prepared:  # streamed responses set these themselves before sending headers
@@ -289,6 +291,7 @@ class S3App:
         view = RequestView(request.method, raw_path, path, query_pairs, view_headers,
                            bucket if self.domain and bucket and not raw_path.startswith(f"/{bucket}") else None)
         route = resolve(request.method, bucket, key, query, headers)
+        request["shoal.operation"] = route.operation  # for metrics and the access log, should it fail
         if route.operation == "PreflightRequest":
             identity, body = None, None  # CORS preflight requests are never signed
         else:
