@@ -687,10 +687,12 @@ def export_bucket(client, bucket: str, prefix: str, directory: str, *, parallel:
                   progress: bool = False) -> Summary:
     summary = Summary()
     started = time.monotonic()
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"  # a prefix names a folder: "pre" must not take in "prefix-other/..."
     os.makedirs(directory, exist_ok=True)
     todo = []
     for v in list_latest(client, bucket, prefix):
-        rel = safe_relative(v.key[len(prefix):].lstrip("/") if prefix else v.key)
+        rel = safe_relative(v.key[len(prefix):])
         if rel is None:
             if not v.key.endswith("/"):
                 summary.error(f"{v.key}: not a safe local path; skipped")

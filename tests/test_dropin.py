@@ -164,8 +164,10 @@ def test_readiness_reflects_storage(tmp_path):
         readiness.started = True
         assert readiness.ready()
         assert not readiness.ready(draining=True)
-        os.rename(tmp_path / ".shoal", tmp_path / "moved")  # the data directory's metadata went away
+        os.mkdir(readiness.probe)  # the data directory cannot be written (the probe file cannot be created)
         assert not readiness.ready() and "storage check failed" in readiness.reason
+        os.rmdir(readiness.probe)
+        assert readiness.ready()
     finally:
         storage.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -28,6 +29,9 @@ log = logging.getLogger("shoal.http")
 access_log = logging.getLogger("shoal.access")
 
 SERVER_NAME = "Shoal"
+# Presigned URLs' signatures and credentials are not written to logs.
+_SECRET_PARAMS = re.compile(r"((?:X-Amz-Signature|Signature|X-Amz-Credential|AWSAccessKeyId|X-Amz-Security-Token)=)"
+                            r"[^&]*", re.IGNORECASE)
 MAX_XML_BODY = 4 * 1024 * 1024
 
 
@@ -203,7 +207,8 @@ class S3App:
                 access_log.info("%s %s %s %s %d %.1fms", request.remote, request.method, raw_path, operation, status,
                                 elapsed * 1000, extra={"access": {
                                     "remote": request.remote, "method": request.method, "path": raw_path,
-                                    "query": raw_query, "operation": operation, "status": status,
+                                    "query": _SECRET_PARAMS.sub(r"\1***", raw_query),
+                                    "operation": operation, "status": status,
                                     "duration_ms": round(elapsed * 1000, 3), "bytes_in": received, "bytes_out": sent,
                                     "request_id": request_id}})
         return response
