@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from shoal import metrics
 from shoal.s3 import object_lock
 from shoal.s3.lifecycle import DAY, Action, Rule, bucket_rules, plan_key, plan_upload, scan_prefixes
 from shoal.s3.objects import new_version_id, versioning
@@ -77,11 +78,13 @@ class LifecycleWorker:
         while True:
             try:
                 stats = await self.run_pass()
+                metrics.lifecycle_pass(stats)
                 if stats.total:
                     log.info("lifecycle pass: %s", stats)
             except asyncio.CancelledError:
                 raise
             except Exception:
+                metrics.LIFECYCLE_ERRORS.inc()
                 log.exception("lifecycle pass failed; will retry")
             await asyncio.sleep(self.interval)
 

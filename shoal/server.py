@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -34,6 +35,7 @@ class UserSpec:
     secret_key: str
     name: str | None = None
     user_id: str | None = None
+    policies: list = field(default_factory=list)  # canned names or documents, attached at every start
 
     def identity(self, admin: bool = False) -> Identity:
         return Identity(self.access_key, self.secret_key, self.user_id or canonical_id(self.access_key),
@@ -48,13 +50,18 @@ class ServerSettings:
     root_user: str = DEV_ROOT_USER
     root_password: str = DEV_ROOT_PASSWORD
     users: list[UserSpec] = field(default_factory=list)
-    buckets: list[str] = field(default_factory=list)
+    buckets: list = field(default_factory=list)  # names, or shoal.config.BucketDecl declarations
+    seeds: list = field(default_factory=list)  # shoal.config.SeedDecl: directories uploaded at start
     domain: str | None = None
     region: str = "us-east-1"
     workers: int = 1
     durable: bool = True
     shutdown_timeout: float = 30.0
     access_log: bool = False
+    log_format: str = "text"  # or "json"
+    log_level: str = "info"
+    metrics: bool = True  # Prometheus metrics at /metrics
+    tls: tuple[str, str] | None = None  # (certificate chain, private key) PEM files: serve HTTPS
     cors_origins: list[str] = field(default_factory=list)  # server-wide CORS for buckets without their own
     lifecycle_day_seconds: float = 86400.0  # how long a lifecycle "day" lasts (scaled down for tests)
     lifecycle_interval: float = 60.0  # seconds between lifecycle passes; 0 disables the worker
@@ -110,13 +117,79 @@ def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _health_routes(app: S3App) -> None:
-    async def ok(request: web.BaseRequest) -> web.StreamResponse:
+class Readiness:
+    """Ready when start-up has finished and storage answers: a SQLite query and a write in the data directory
+    (checked at most once a second). Not ready while shutting down."""
+
+    def __init__(self, storage: Storage, data_dir: str, interval: float = 1.0) -> None:
+        self.storage = storage
+        self.probe = os.path.join(data_dir, ".shoal", f"ready-probe-{os.getpid()}")
+        self.interval = interval
+        self.started = False
+        self._checked = -1e9
+        self._ok = False
+        self.reason = "starting"
+
+    def check_storage(self) -> None:
+        """Raises when storage does not answer (OSError, sqlite3.Error)."""
+        self.storage.meta.reader().execute("SELECT count(*) FROM buckets").fetchone()
+        with open(self.probe, "wb") as f:
+            f.write(b"ok")
+        os.unlink(self.probe)
+
+    def ready(self, draining: bool = False) -> bool:
+        if draining:
+            self.reason = "shutting down"
+            return False
+        if not self.started:
+            return False
+        now = time.monotonic()
+        if now - self._checked >= self.interval:
+            self._checked = now
+            try:
+                self.check_storage()
+                self._ok, self.reason = True, ""
+            except Exception as exc:  # sqlite3.Error, OSError
+                self._ok, self.reason = False, f"storage check failed: {exc}"
+                log.warning("not ready: %s", self.reason)
+        return self._ok
+
+
+def _health_routes(app: S3App, readiness: Readiness) -> None:
+    async def live(request: web.BaseRequest) -> web.StreamResponse:
         return web.Response(status=200)
 
-    for path in ("/minio/health/live", "/minio/health/ready", "/minio/health/cluster",
-                 "/minio/health/cluster/read", "/health/live", "/health/ready"):
-        app.extra_routes[path] = ok
+    async def ready(request: web.BaseRequest) -> web.StreamResponse:
+        if readiness.ready(app.draining):
+            return web.Response(status=200)
+        return web.Response(status=503, text=readiness.reason + "\n", headers={"Retry-After": "1"})
+
+    live.operation = ready.operation = "Health"  # type: ignore[attr-defined]
+    for path in ("/minio/health/live", "/health/live"):
+        app.extra_routes[path] = live
+    for path in ("/minio/health/ready", "/minio/health/cluster", "/minio/health/cluster/read", "/health/ready"):
+        app.extra_routes[path] = ready
+
+
+def _metrics_routes(app: S3App, metrics) -> None:
+    async def scrape(request: web.BaseRequest) -> web.StreamResponse | None:
+        if request.path == "/metrics" and (request.query_string or "Authorization" in request.headers
+                                           or app.service.storage.meta.get_bucket("metrics") is not None):
+            return None  # an S3 request on a bucket named "metrics"
+        body, content_type = await app.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    scrape.operation = "Metrics"  # type: ignore[attr-defined]
+    for path in ("/metrics", "/minio/v2/metrics/cluster", "/minio/v2/metrics/node", "/_shoal/metrics"):
+        app.extra_routes[path] = scrape
+
+
+def ssl_context(tls: tuple[str, str]):
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tls[0], tls[1])
+    return ctx
 
 
 async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: bool = True) -> None:
@@ -132,7 +205,13 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
                         keys=key_service, verify_reads=settings.verify_reads)
     app = S3App(service, domain=settings.domain, region=settings.region)
     app.body_timeout = settings.body_timeout
-    _health_routes(app)
+    readiness = Readiness(storage, settings.data_dir)
+    _health_routes(app, readiness)
+    if settings.metrics:
+        from shoal.metrics import Metrics
+
+        app.metrics = Metrics(storage, settings.data_dir)
+        _metrics_routes(app, app.metrics)
     app.prefix_routes.append((admin.PREFIX, admin.handle))
     server = web.Server(
         app.handle,
@@ -149,7 +228,7 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
     runner = web.ServerRunner(server, shutdown_timeout=settings.shutdown_timeout, handle_signals=False)
     await runner.setup()
     sock = _listen_socket(settings.host, settings.port, reuse_port)
-    site = web.SockSite(runner, sock)
+    site = web.SockSite(runner, sock, ssl_context=ssl_context(settings.tls) if settings.tls else None)
     await site.start()
     storage.start_background()
     scrubber = None
@@ -161,6 +240,7 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
         worker = LifecycleWorker(storage, day_seconds=settings.lifecycle_day_seconds,
                                  interval=settings.lifecycle_interval)
         worker.start()
+    readiness.started = True
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -180,6 +260,8 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
         await worker.stop()  # its writes already submitted still commit; their garbage is collected below
     await runner.cleanup()  # closes idle connections; cancels whatever is still running
     await storage.stop_background()
+    if app.metrics is not None:
+        app.metrics.close()
     storage.close()
     os.close(lock)
 
@@ -189,9 +271,37 @@ def _worker_main(settings: ServerSettings, lifecycle: bool) -> None:
     asyncio.run(serve(settings, reuse_port=True, lifecycle=lifecycle))
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and an access log line's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        out = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+               + f".{int(record.msecs):03d}Z", "level": record.levelname.lower(), "logger": record.name}
+        access = getattr(record, "access", None)
+        if access is not None:
+            out.update(access)
+        else:
+            out["message"] = record.getMessage()
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
 def configure_logging(settings: ServerSettings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, settings.log_level.upper(), logging.INFO))
+    for noisy in ("botocore", "boto3", "urllib3", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     logging.getLogger("shoal.access").setLevel(logging.INFO if settings.access_log else logging.WARNING)
 
 
@@ -203,21 +313,43 @@ def prepare(settings: ServerSettings) -> None:
         key_service = settings.key_service()  # validate the master key, or generate it once before workers start
         storage.recover()
         # Store the root user and the declared users (secrets sealed under the master key), idempotently.
-        settings.directory(storage, key_service).apply_declared(
-            UserSpec(settings.root_user, settings.root_password), settings.users)
-        if settings.buckets:
-            service = S3Service(storage, settings.identities(), region=settings.region)
-            root = settings.identities().get(settings.root_user)
+        directory = settings.directory(storage, key_service)
+        directory.apply_declared(UserSpec(settings.root_user, settings.root_password), settings.users)
+        _attach_declared_policies(storage, directory, settings.users)
+        if settings.buckets or settings.seeds:
+            from shoal import bootstrap
+
+            service = S3Service(storage, directory, region=settings.region, keys=key_service,
+                                lifecycle_day_seconds=settings.lifecycle_day_seconds)
+            root = directory.get(settings.root_user)
             assert root is not None
-            for name in settings.buckets:
-                if service.bootstrap_bucket(root, name):
-                    log.info("created bucket %s", name)
+            asyncio.run(bootstrap.apply(service, root, settings.buckets, settings.seeds))
     finally:
         storage.close()
 
 
+def _attach_declared_policies(storage: Storage, directory, users: list[UserSpec]) -> None:
+    """Attach the policies a configuration file declares for its users (replacing same-named ones)."""
+    from shoal.auth.users import ROOT_USER_NAME
+    from shoal.storage import iam
+
+    for spec in users:
+        if not spec.policies:
+            continue
+        name = spec.name or spec.access_key
+        if name == ROOT_USER_NAME:
+            name = spec.access_key if spec.access_key != ROOT_USER_NAME else "root-user"
+        for p in spec.policies:
+            storage.meta.write_sync(iam.attach_policy, name, directory._policy_entry(p))
+    directory.invalidate()
+
+
 def run(settings: ServerSettings) -> None:
     configure_logging(settings)
+    if settings.workers > 1 and settings.metrics:
+        from shoal import metrics
+
+        metrics.prepare_multiprocess(settings.data_dir)  # before the workers start: they inherit it
     prepare(settings)
     if settings.workers <= 1:
         asyncio.run(serve(settings))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -28,6 +29,9 @@ log = logging.getLogger("shoal.http")
 access_log = logging.getLogger("shoal.access")
 
 SERVER_NAME = "Shoal"
+# Presigned URLs' signatures and credentials are not written to logs.
+_SECRET_PARAMS = re.compile(r"((?:X-Amz-Signature|Signature|X-Amz-Credential|AWSAccessKeyId|X-Amz-Security-Token)=)"
+                            r"[^&]*", re.IGNORECASE)
 MAX_XML_BODY = 4 * 1024 * 1024
 
 
@@ -145,6 +149,7 @@ class S3App:
         self.in_flight = 0  # requests between their headers and their handler's answer
         self.draining = False  # shutting down: answer what is in flight, then close each connection
         self.body_timeout: float | None = None  # seconds a request body may stall (see shoal.http.body)
+        self.metrics = None  # a shoal.metrics.Metrics, told about every request
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         self.in_flight += 1
@@ -168,8 +173,13 @@ class S3App:
         try:
             special = self.extra_routes.get(raw_path)
             prefixed = self._prefix_route(request, raw_path) if self.prefix_routes else None
+            response = None
             if special is not None and request.method in ("GET", "HEAD"):
+                # A special route may decline (None): then the path is an S3 request after all.
                 response = await special(request)  # type: ignore[operator]
+                operation = getattr(special, "operation", "-")
+            if response is not None:
+                pass
             elif prefixed is not None:
                 response = await prefixed(self, request, raw_path, raw_query, cont)  # type: ignore[operator]
                 operation = "Admin"
@@ -177,6 +187,7 @@ class S3App:
                 response, operation = await self._s3(request, request_id, raw_path, raw_query, cont,
                                                      cors_headers)
         except S3Error as exc:
+            operation = request.get("shoal.operation", operation)
             response = self._error_response(request, exc, resource, request_id)
             if exc.code == "RequestTimeout":
                 # The client stalled mid-body: answer, then close at once (aiohttp would otherwise keep reading
@@ -185,6 +196,7 @@ class S3App:
                 await self._answer_and_close(request, response)
                 return response
         except Exception as exc:
+            operation = request.get("shoal.operation", operation)
             if storage_full(exc):
                 log.error("storage full in %s %s: %s", request.method, raw_path, exc)
                 error = S3Error("ServiceUnavailable", "The server's storage is full; nothing was stored. Free space "
@@ -207,9 +219,21 @@ class S3App:
             elif not response.prepared:
                 await cont()
         status = response.status
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info("%s %s %s %s %d %.1fms", request.remote, request.method, raw_path, operation, status,
-                            (time.perf_counter() - started) * 1000)
+        metrics = self.metrics
+        if metrics is not None or access_log.isEnabledFor(logging.INFO):
+            elapsed = time.perf_counter() - started
+            received = request.content_length or 0
+            sent = (response.content_length or 0) if request.method != "HEAD" else 0
+            if metrics is not None:
+                metrics.observe(operation, status, elapsed, received, sent)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info("%s %s %s %s %d %.1fms", request.remote, request.method, raw_path, operation, status,
+                                elapsed * 1000, extra={"access": {
+                                    "remote": request.remote, "method": request.method, "path": raw_path,
+                                    "query": _SECRET_PARAMS.sub(r"\1***", raw_query),
+                                    "operation": operation, "status": status,
+                                    "duration_ms": round(elapsed * 1000, 3), "bytes_in": received, "bytes_out": sent,
+                                    "request_id": request_id}})
         return response
 
     def _prefix_route(self, request: web.BaseRequest, raw_path: str):
@@ -296,6 +320,7 @@ class S3App:
         view = RequestView(request.method, raw_path, path, query_pairs, view_headers,
                            bucket if self.domain and bucket and not raw_path.startswith(f"/{bucket}") else None)
         route = resolve(request.method, bucket, key, query, headers)
+        request["shoal.operation"] = route.operation  # for metrics and the access log, should it fail
         if route.operation == "PreflightRequest":
             identity, body = None, None  # CORS preflight requests are never signed
         else:

@@ -7,6 +7,7 @@ import logging
 import os
 import time
 
+from shoal import metrics
 from shoal.storage.errors import CorruptBlobError
 from shoal.storage.local_blobs import LocalBlobStore
 from shoal.storage.sqlite_meta import SqliteMetadataStore
@@ -59,6 +60,7 @@ class Storage:
                 self.blobs.delete(blob_id)
             self.meta.forget_garbage_sync(batch)
             total += len(batch)
+        metrics.gc_freed(total)
         return total
 
     # -- damaged data -------------------------------------------------------------------------------------
@@ -110,9 +112,12 @@ class Storage:
                 pass
             self._garbage_signal.clear()
             try:
+                freed = 0
                 while batch := self.meta.garbage(500):
                     await loop.run_in_executor(None, self._delete_files, batch)
                     await self.meta.forget_garbage(batch)
+                    freed += len(batch)
+                metrics.gc_freed(freed)
             except Exception:
                 log.exception("garbage collection failed; will retry")
                 await asyncio.sleep(5)
