@@ -155,6 +155,7 @@ def test_2gib_put_and_get_in_bounded_memory(make_server):
         got = s3.get_object(Bucket="large", Key="big")
         assert stream_md5(got["Body"], size) == expected
     assert get_rss.growth < RSS_BUDGET, f"server RSS grew by {get_rss.growth / MiB:.0f} MiB during GET"
+    print(f"2 GiB PUT: RSS +{put_rss.growth / MiB:.1f} MiB; GET: RSS +{get_rss.growth / MiB:.1f} MiB")
 
     # A range from the middle comes back exactly.
     start = GiB + 12345
@@ -182,6 +183,7 @@ def test_3gib_multipart_upload(make_server):
     with RssWatcher(srv.proc.pid) as rss:
         s3.upload_fileobj(PatternFile(size), "large", "huge", Config=config)
     assert rss.growth < RSS_BUDGET, f"server RSS grew by {rss.growth / MiB:.0f} MiB during the upload"
+    print(f"3 GiB multipart upload: RSS +{rss.growth / MiB:.1f} MiB")
 
     head = s3.head_object(Bucket="large", Key="huge", ChecksumMode="ENABLED")
     assert head["ContentLength"] == size
