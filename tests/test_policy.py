@@ -554,3 +554,19 @@ def test_anonymous_write_through_policy_belongs_to_bucket_owner(server, b, alt, 
     acl = alt.get_object_acl(Bucket=b, Key="inbox/drop")
     assert acl["Owner"]["ID"] == canonical_id(alt)
     denied(anon.get_object, Bucket=b, Key="inbox/drop")
+
+
+def test_not_principal_with_allow_is_refused(b, alt, other_id):
+    # AWS accepts NotPrincipal only with Deny: an Allow would grant everyone (anonymous too) but a few.
+    statement = {"Effect": "Allow", "NotPrincipal": {"AWS": user_arn(other_id)}, "Action": "s3:ListBucket",
+                 "Resource": arn(b)}
+    fails(alt.put_bucket_policy, "MalformedPolicy", 400, Bucket=b, Policy=policy_doc(statement))
+
+
+def test_missing_key_is_404_only_within_a_listable_prefix(b, alt, other):
+    # ListBucket granted for s3:prefix public/*: a missing key there is NoSuchKey, elsewhere AccessDenied.
+    put_policy(alt, b, allow("*", "s3:ListBucket", arn(b), Condition={"StringLike": {"s3:prefix": "public/*"}}))
+    fails(other.head_object, "404", 404, Bucket=b, Key="public/missing")
+    fails(other.head_object, "403", 403, Bucket=b, Key="private/missing")
+    fails(other.get_object, "NoSuchKey", 404, Bucket=b, Key="public/missing")
+    fails(other.get_object, "AccessDenied", 403, Bucket=b, Key="private/missing")

@@ -92,8 +92,10 @@ def authorize(
     key: str | None = None,
     obj: ObjectRecord | None = None,
     request_tags: list | None = None,
+    extra_keys: dict[str, list[str]] | None = None,
 ) -> None:
-    """Raise AccessDenied unless ``identity`` may perform ``action`` (an IAM action name)."""
+    """Raise AccessDenied unless ``identity`` may perform ``action`` (an IAM action name). ``extra_keys`` adds
+    or overrides condition keys (lower-case names) that the request itself does not carry."""
     expected = context.expected_owner()
     if expected is not None and expected != bucket.owner:
         raise S3Error("AccessDenied")  # x-amz-expected-bucket-owner: the caller guards against a wrong bucket
@@ -111,6 +113,8 @@ def authorize(
         who.user_id, identity.display_name if identity else None,
         tags=obj.meta.get("t") if obj is not None else None, request_tags=request_tags,
     )
+    if extra_keys:
+        keys.update(extra_keys)
     decisions = []
     bucket_doc = bucket_policy(bucket)
     pab = public_access_block(bucket)

@@ -227,7 +227,8 @@ def head_object(
     if record is None:
         # As S3: a caller who may list the bucket learns that the key is missing (a listing would tell it
         # anyway); others get AccessDenied, even with a grant to read the key: no existence oracle.
-        access.authorize(identity, bucket, "s3:ListBucket")
+        # As S3: listing the key's own name is what would reveal it, so s3:prefix is the key.
+        access.authorize(identity, bucket, "s3:ListBucket", extra_keys={"s3:prefix": [key]})
         if version_id is not None:
             raise S3Error("NoSuchVersion", Key=key, VersionId=version_id)
         raise S3Error("NoSuchKey", Key=key)

@@ -110,6 +110,9 @@ def parse(text: str | bytes, *, bucket: str | None = None, require_principal: bo
         if effect not in ("Allow", "Deny"):
             raise S3Error("MalformedPolicy", "Invalid effect")
         has_p, has_np = "Principal" in s, "NotPrincipal" in s
+        if has_np and effect == "Allow":
+            # AWS refuses Allow with NotPrincipal: it would grant to everyone but a few, anonymous included.
+            raise S3Error("MalformedPolicy", "NotPrincipal is only supported with Deny")
         if require_principal and not (has_p or has_np):
             raise S3Error("MalformedPolicy", "Missing required field Principal")
         if ("Action" in s) == ("NotAction" in s):
