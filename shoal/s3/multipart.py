@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
 from shoal.s3 import access_settings, checksums, object_lock, sse
-from shoal.s3.ingest import Body, check_content_md5, ingest
+from shoal.s3.ingest import Body, Ingested, check_content_md5, ingest
 from shoal.s3.names import check_key
 from shoal.s3.objects import (
     DEFAULT_CHECKSUM,
@@ -144,6 +144,15 @@ async def upload_part(
     try:
         check_content_md5(content_md5, ingested.md5)
         checksum.verify(ingested, body.trailers)
+    except BaseException:
+        ingested.discard(svc.storage.blobs)
+        raise
+    return await _commit_part(svc, upload_id, part_number, ingested)
+
+
+async def _commit_part(svc: S3Service, upload_id: str, part_number: int, ingested: Ingested) -> Part:
+    """Make a verified part's blob durable and record it (replacing an earlier upload of the same number)."""
+    try:
         await ingested.finish()
         assert ingested.writer is not None
         part = Part(upload_id, part_number, ingested.size, ingested.etag, time.time(), ingested.writer.blob_id,
@@ -182,20 +191,7 @@ async def upload_part_copy(
     body = RangeBody(read_range_bytes(svc, src, start, length, src_dek).__aiter__(), length)
     ingested = await ingest(body, svc.storage.blobs, _part_algorithms(upload, ChecksumRequest()), inline_limit=-1,
                             dek=dek)
-    try:
-        await ingested.finish()
-        assert ingested.writer is not None
-        part = Part(upload_id, part_number, ingested.size, ingested.etag, time.time(), ingested.writer.blob_id,
-                    ingested.checksums, ingested.writer.check)
-        await svc.storage.meta.put_part(part)
-    except NoSuchUploadError:
-        ingested.discard(svc.storage.blobs)
-        raise S3Error("NoSuchUpload", UploadId=upload_id) from None
-    except BaseException:
-        ingested.discard(svc.storage.blobs)
-        raise
-    svc.storage.garbage_made()
-    return part
+    return await _commit_part(svc, upload_id, part_number, ingested)
 
 
 def _parse_copy_range(value: str, size: int) -> tuple[int, int]:

@@ -290,13 +290,7 @@ class SqliteMetadataStore:
         sql = (f"SELECT {_OBJECT_COLUMNS} FROM versions WHERE bucket=? AND is_latest=1 "
                f"AND key{'>=' if inclusive else '>'}?")
         args: list[Any] = [bucket, after]
-        if prefix:
-            sql += " AND key>=?"
-            args.append(prefix)
-            upper = prefix_upper_bound(prefix)
-            if upper is not None:
-                sql += " AND key<?"
-                args.append(upper)
+        sql += _prefix_range(prefix, args)
         sql += " ORDER BY key LIMIT ?"
         args.append(limit)
         return [_object_from_row(r) for r in self._reader().execute(sql, args)]
@@ -318,13 +312,7 @@ class SqliteMetadataStore:
                 return records
         sql = f"SELECT {_OBJECT_COLUMNS} FROM versions WHERE bucket=? AND key{'>=' if inclusive else '>'}?"
         args: list[Any] = [bucket, after_key]
-        if prefix:
-            sql += " AND key>=?"
-            args.append(prefix)
-            upper = prefix_upper_bound(prefix)
-            if upper is not None:
-                sql += " AND key<?"
-                args.append(upper)
+        sql += _prefix_range(prefix, args)
         sql += " ORDER BY key, seq DESC LIMIT ?"
         args.append(limit - len(records))
         return records + [_object_from_row(r) for r in conn.execute(sql, args)]
@@ -383,13 +371,7 @@ class SqliteMetadataStore:
             else:
                 sql += " AND key>?"
                 args.append(key_marker)
-        if prefix:
-            sql += " AND key>=?"
-            args.append(prefix)
-            upper = prefix_upper_bound(prefix)
-            if upper is not None:
-                sql += " AND key<?"
-                args.append(upper)
+        sql += _prefix_range(prefix, args)
         sql += " ORDER BY key, initiated, upload_id LIMIT ?"
         args.append(limit)
         return [Upload(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in self._reader().execute(sql, args)]
@@ -474,6 +456,18 @@ def _settle(future: asyncio.Future, result: Any, error: BaseException | None) ->
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def _prefix_range(prefix: str, args: list[Any]) -> str:
+    """SQL narrowing ``key`` to keys starting with ``prefix``, as an index range (appends its arguments)."""
+    if not prefix:
+        return ""
+    args.append(prefix)
+    upper = prefix_upper_bound(prefix)
+    if upper is None:
+        return " AND key>=?"
+    args.append(upper)
+    return " AND key>=? AND key<?"
 
 
 def prefix_upper_bound(prefix: str) -> str | None:
