@@ -121,16 +121,22 @@ async def _closed_loop(requests, concurrency: int, duration: float | None, expec
             except StopIteration:
                 return
             t = time.perf_counter()
-            async with session.request(method, url, headers=headers, data=body,
-                                       skip_auto_headers=("Content-Type",)) as r:
-                n = 0
-                async for chunk in r.content.iter_chunked(1 << 20):
-                    n += len(chunk)
-                if r.status not in expect:
-                    res.errors += 1
-                    if res.errors < 3:
-                        print(f"    ! {method} {r.status} {(await r.text())[:300]}")
-                    continue
+            try:
+                async with session.request(method, url, headers=headers, data=body,
+                                           skip_auto_headers=("Content-Type",)) as r:
+                    n = 0
+                    async for chunk in r.content.iter_chunked(1 << 20):
+                        n += len(chunk)
+                    if r.status not in expect:
+                        res.errors += 1
+                        if res.errors < 3:
+                            print(f"    ! {method} {r.status}")
+                        continue
+            except aiohttp.ClientError as exc:  # e.g. a server answering before reading the body, then garbage
+                res.errors += 1
+                if res.errors < 3:
+                    print(f"    ! {method} {type(exc).__name__}: {str(exc)[:120]}")
+                continue
             res.latencies.append(time.perf_counter() - t)
             res.ops += 1
             res.bytes += n + (len(body) if body and body_bytes else 0)
