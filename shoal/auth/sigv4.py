@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,8 +24,14 @@ STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 STREAMING_MODES = {STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER}
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+_UNRESERVED_OR_SLASH = re.compile(r"[A-Za-z0-9_.~/-]*").fullmatch
+
+
 def uri_encode(value: str, *, keep_slash: bool = False) -> str:
     """AWS's URI encoding: every byte except A-Z a-z 0-9 - _ . ~ is percent-encoded (uppercase hex)."""
+    if (_UNRESERVED_OR_SLASH if keep_slash else _UNRESERVED)(value) is not None:
+        return value  # most values: nothing to encode (quote() costs ~3 µs even then)
     return quote(value, safe="/~" if keep_slash else "~")
 
 

@@ -4,6 +4,7 @@ the way the signature promised (hash, chunk signatures, trailers)."""
 from __future__ import annotations
 
 import calendar
+import functools
 import time
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ class RequestView:
     bucket_from_host: str | None
 
 
+@functools.lru_cache(maxsize=1024)  # presigned URLs and bursts of requests share their dates
 def parse_amz_date(value: str) -> float:
     """``20250101T000000Z`` -> epoch seconds. Raises ValueError."""
     return calendar.timegm(time.strptime(value, "%Y%m%dT%H%M%SZ"))

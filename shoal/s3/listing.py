@@ -65,7 +65,9 @@ def list_page(
     while True:
         batch = meta.list_objects(bucket, cursor, prefix, _BATCH, inclusive=inclusive)
         restarted = False
+        seen = 0
         for record in batch:
+            seen += 1
             if record.delete_marker:
                 cursor, inclusive = record.key, False
                 continue
@@ -86,7 +88,7 @@ def list_page(
             page.contents.append(record)
             page.last = record.key
             cursor, inclusive = record.key, False
-        if not restarted and len(batch) < _BATCH:
+        if not restarted and seen < _BATCH:
             return page
 
 

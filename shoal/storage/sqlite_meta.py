@@ -18,7 +18,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from shoal.storage import faults
@@ -122,6 +122,17 @@ def _object_from_row(row: tuple, inline: bytes | None = None) -> ObjectRecord:
         seq=row[9],
         is_latest=bool(row[10]),
     )
+
+
+_LIST_COLUMNS = "bucket, key, version_id, size, etag, mtime, delete_marker, meta, seq, is_latest"
+
+
+def _listed(rows: Iterable[tuple]) -> Iterator[ObjectRecord]:
+    loads = json.loads
+    for row in rows:
+        yield ObjectRecord(bucket=row[0], key=row[1], version_id=row[2], size=row[3], etag=row[4],
+                           last_modified=row[5], delete_marker=bool(row[6]), meta=loads(row[7]), seq=row[8],
+                           is_latest=bool(row[9]))
 
 
 class SqliteMetadataStore:
@@ -284,16 +295,17 @@ class SqliteMetadataStore:
 
     def list_objects(
         self, bucket: str, after: str, prefix: str, limit: int, inclusive: bool = False
-    ) -> list[ObjectRecord]:
+    ) -> Iterator[ObjectRecord]:
         """Current objects with key > after (>= if inclusive) starting with prefix, in key order: one index
-        range scan."""
-        sql = (f"SELECT {_OBJECT_COLUMNS} FROM versions WHERE bucket=? AND is_latest=1 "
+        range scan, decoded lazily (a listing that rolls keys up into a common prefix stops after one row).
+        Listed records carry no segments (a listing never reads them)."""
+        sql = (f"SELECT {_LIST_COLUMNS} FROM versions WHERE bucket=? AND is_latest=1 "
                f"AND key{'>=' if inclusive else '>'}?")
         args: list[Any] = [bucket, after]
         sql += _prefix_range(prefix, args)
         sql += " ORDER BY key LIMIT ?"
         args.append(limit)
-        return [_object_from_row(r) for r in self._reader().execute(sql, args)]
+        return _listed(self._reader().execute(sql, args))
 
     def list_versions(
         self, bucket: str, prefix: str, after_key: str, after_seq: int | None, limit: int, inclusive: bool = False

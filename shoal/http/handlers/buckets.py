@@ -103,15 +103,30 @@ def encoder(req: S3Request):
 
 
 def _contents(record: ObjectRecord, enc, owner: str | None) -> str:
+    # LastModified, ETag (hex digits and "-N") and Size never need escaping.
+    meta = record.meta
+    ck = meta.get("ck")
     return (
-        "<Contents>" + f"<Key>{enc(record.key)}</Key>" + xml.el("LastModified", xml.iso8601(record.last_modified))
-        + xml.el("ETag", f'"{record.etag}"') + xml.el("Size", record.size)
-        + xml.el("StorageClass", record.meta.get("sc", "STANDARD"))
+        f"<Contents><Key>{enc(record.key)}</Key><LastModified>{xml.iso8601(record.last_modified)}</LastModified>"
+        f"<ETag>&quot;{record.etag}&quot;</ETag><Size>{record.size}</Size>"
+        + xml.el("StorageClass", meta.get("sc", "STANDARD"))
         + (owner or "")
-        + "".join(xml.el("ChecksumAlgorithm", a) for a in record.meta.get("ck", {}))
-        + (xml.el("ChecksumType", record.meta["ckt"]) if record.meta.get("ck") else "")
+        + ("".join(xml.el("ChecksumAlgorithm", a) for a in ck) + xml.el("ChecksumType", meta["ckt"]) if ck else "")
         + "</Contents>"
     )
+
+
+def _owners(svc: S3Service):
+    """owner_element, remembered for the length of one listing (it scans the identities)."""
+    cache: dict[str, str] = {}
+
+    def owner(user_id: str) -> str:
+        element = cache.get(user_id)
+        if element is None:
+            element = cache[user_id] = owner_element(user_id, svc)
+        return element
+
+    return owner
 
 
 def _prefixes(prefixes: list[str], enc) -> str:
@@ -134,7 +149,8 @@ async def list_objects(svc: S3Service, req: S3Request) -> web.StreamResponse:
         inner += f"<NextMarker>{enc(page.last)}</NextMarker>"
     if "encoding-type" in q:
         inner += xml.el("EncodingType", "url")
-    inner += "".join(_contents(r, enc, owner_element(r.meta.get("o", ""), svc)) for r in page.contents)
+    owner = _owners(svc)
+    inner += "".join(_contents(r, enc, owner(r.meta.get("o", ""))) for r in page.contents)
     inner += _prefixes(page.prefixes, enc)
     return xml_response("ListBucketResult", inner)
 
@@ -176,9 +192,8 @@ async def list_objects_v2(svc: S3Service, req: S3Request) -> web.StreamResponse:
         inner += xml.el("NextContinuationToken", _token_encode(page.last))
     if "encoding-type" in q:
         inner += xml.el("EncodingType", "url")
-    inner += "".join(
-        _contents(r, enc, owner_element(r.meta.get("o", ""), svc) if fetch_owner else None) for r in page.contents
-    )
+    owner = _owners(svc)
+    inner += "".join(_contents(r, enc, owner(r.meta.get("o", "")) if fetch_owner else None) for r in page.contents)
     inner += _prefixes(page.prefixes, enc)
     return xml_response("ListBucketResult", inner)
 

@@ -1,0 +1,220 @@
+"""Load generators: wrk (C, presigned URLs, for GET/PUT of small objects), an aiohttp closed-loop client (HEAD,
+DELETE, LIST, mixed), and blocking raw-socket streams for large bodies. Each reports its own CPU seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+WRK_LUA = r"""
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+function init(args)
+  paths = {}
+  for line in io.lines(args[1]) do paths[#paths + 1] = line end
+  method = args[2]
+  local n = tonumber(args[3])
+  if n > 0 then body = string.rep("x", n) else body = nil end
+  idx = (id * 7919) % #paths
+end
+function request()
+  idx = idx % #paths + 1
+  return wrk.format(method, paths[idx], nil, body)
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRKJSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, ' ..
+    '"errors": %d, "status_errors": %d}\n', summary.requests, summary.duration, latency:percentile(50),
+    latency:percentile(99), e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+
+@dataclass
+class Result:
+    ops: int = 0
+    seconds: float = 0.0
+    bytes: int = 0
+    latencies: list[float] = field(default_factory=list)  # seconds
+    p50: float | None = None
+    p99: float | None = None
+    errors: int = 0
+    client_cpu: float = 0.0
+    note: str = ""
+
+    def finish(self) -> Result:
+        if self.latencies and self.p50 is None:
+            lat = sorted(self.latencies)
+            self.p50 = lat[len(lat) // 2]
+            self.p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        self.latencies = []
+        return self
+
+    @property
+    def ops_per_s(self) -> float:
+        return self.ops / self.seconds if self.seconds else 0.0
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes / self.seconds / 1e6 if self.seconds else 0.0
+
+
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def wrk(endpoint: str, paths: list[str], method: str, body_size: int, connections: int,
+        duration: float) -> Result:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as pf:
+        pf.write("\n".join(paths) + "\n")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lf:
+        lf.write(WRK_LUA)
+    threads = min(connections, 2)
+    before = _child_cpu()
+    try:
+        out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration))}s",
+                              "--timeout", "10s", "-s", lf.name, endpoint, "--", pf.name, method, str(body_size)],
+                             capture_output=True, text=True, timeout=duration + 60)
+    finally:
+        os.unlink(pf.name)
+        os.unlink(lf.name)
+    cpu = _child_cpu() - before
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
+    d = json.loads(line[8:])
+    res = Result(ops=d["requests"] - d["status_errors"], seconds=d["duration_us"] / 1e6,
+                 p50=d["p50_us"] / 1e6, p99=d["p99_us"] / 1e6, errors=d["errors"] + d["status_errors"],
+                 client_cpu=cpu)
+    res.bytes = res.ops * body_size  # PUT: sent; GET: received
+    return res
+
+
+async def _closed_loop(requests, concurrency: int, duration: float | None, expect: tuple[int, ...],
+                       body_bytes) -> Result:
+    """``requests``: an iterator of (method, url, headers, body); stops when exhausted or after ``duration``."""
+    import aiohttp
+
+    res = Result()
+    it = iter(requests)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    t0 = time.perf_counter()
+    deadline = t0 + duration if duration else None
+
+    async def worker(session):
+        while True:
+            if deadline and time.perf_counter() > deadline:
+                return
+            try:
+                method, url, headers, body = next(it)
+            except StopIteration:
+                return
+            t = time.perf_counter()
+            try:
+                async with session.request(method, url, headers=headers, data=body,
+                                           skip_auto_headers=("Content-Type",)) as r:
+                    n = 0
+                    async for chunk in r.content.iter_chunked(1 << 20):
+                        n += len(chunk)
+                    if r.status not in expect:
+                        res.errors += 1
+                        if res.errors < 3:
+                            print(f"    ! {method} {r.status}")
+                        continue
+            except aiohttp.ClientError as exc:  # e.g. a server answering before reading the body, then garbage
+                res.errors += 1
+                if res.errors < 3:
+                    print(f"    ! {method} {type(exc).__name__}: {str(exc)[:120]}")
+                continue
+            res.latencies.append(time.perf_counter() - t)
+            res.ops += 1
+            res.bytes += n + (len(body) if body and body_bytes else 0)
+
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def closed_loop(requests, concurrency: int, duration: float | None = None, expect=(200, 204, 206),
+                body_bytes: bool = True) -> Result:
+    c0 = time.process_time()
+    res = asyncio.run(_closed_loop(requests, concurrency, duration, expect, body_bytes))
+    res.client_cpu = time.process_time() - c0
+    return res.finish()
+
+
+# ---- raw blocking streams (one socket, big buffers; used for both Shoal and the loopback limit) ----
+
+def _read_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed before the response head")
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for ln in lines[1:]:
+        k, _, v = ln.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, rest
+
+
+def _drain(sock: socket.socket, length: int, rest: bytes, buf: memoryview) -> int:
+    got = len(rest)
+    while got < length:
+        n = sock.recv_into(buf, min(len(buf), length - got))
+        if not n:
+            raise ConnectionError("short body")
+        got += n
+    return got
+
+
+def stream_get(host: str, port: int, path: str, headers: dict[str, str] | None = None,
+               sock: socket.socket | None = None) -> tuple[int, int, dict[str, str]]:
+    own = sock is None
+    if own:
+        sock = socket.create_connection((host, port))
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode())
+    status, h, rest = _read_head(sock)
+    buf = memoryview(bytearray(4 << 20))
+    n = _drain(sock, int(h.get("content-length", 0)), rest, buf)
+    if own:
+        sock.close()
+    return status, n, h
+
+
+def stream_put(host: str, port: int, path: str, size: int, source: memoryview, method: str = "PUT",
+               sock: socket.socket | None = None) -> tuple[int, dict[str, str], bytes]:
+    """Send ``size`` bytes (``source`` repeated) as the body."""
+    own = sock is None
+    if own:
+        sock = socket.create_connection((host, port))
+    sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {size}\r\n\r\n".encode())
+    left = size
+    while left:
+        piece = source[:min(left, len(source))]
+        sock.sendall(piece)
+        left -= len(piece)
+    status, h, rest = _read_head(sock)
+    length = int(h.get("content-length", 0))
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    if own:
+        sock.close()
+    return status, h, rest

@@ -1,0 +1,91 @@
+"""Shoal's memory under many concurrent large streams: N parallel GETs of one large object, then N parallel PUTs
+(each object deleted as soon as it is written, so disk use stays at most N objects). Prints the server tree's
+RSS before, its peak during each phase, and after.
+
+Usage: python -m benchmarks.rss_streams [--streams 64] [--get-size-mib 1024] [--put-size-mib 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from benchmarks import loadgen
+from benchmarks.servers import HERE, Shoal
+from benchmarks.sigv4 import Presigner
+
+MiB = 1 << 20
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--streams", type=int, default=64)
+    ap.add_argument("--get-size-mib", type=int, default=1024)
+    ap.add_argument("--put-size-mib", type=int, default=1024)
+    ap.add_argument("--workers", type=int, default=1)
+    args = ap.parse_args()
+    workdir = os.path.join(HERE, ".work-rss")
+    shutil.rmtree(workdir, ignore_errors=True)
+    os.makedirs(workdir)
+    srv = Shoal(workdir, args.workers).start()
+    mon = srv.monitor
+    assert mon is not None
+    sign = Presigner(srv.endpoint, srv.access_key, srv.secret_key)
+    blob = memoryview(os.urandom(4 * MiB))
+    host, port = "127.0.0.1", srv.port
+    try:
+        loadgen.stream_put(host, port, sign.path("PUT", "rss"), 0, blob)
+        gsize = args.get_size_mib * MiB
+        st, _, body = loadgen.stream_put(host, port, sign.path("PUT", "rss", "big"), gsize, blob)
+        assert st == 200, body
+        time.sleep(1)
+        base = mon.rss()
+        print(f"load {os.getloadavg()[0]:.2f}; baseline RSS {base / MiB:.0f} MiB")
+        samples: list[int] = []
+        stop = threading.Event()
+
+        def sample():
+            while not stop.wait(0.25):
+                samples.append(mon.rss())
+
+        def phase(name: str, fn, n: int, size: int) -> None:
+            samples.clear()
+            stop.clear()
+            t = threading.Thread(target=sample, daemon=True)
+            t.start()
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(n) as ex:
+                list(ex.map(fn, range(n)))
+            dt = time.perf_counter() - t0
+            stop.set()
+            t.join()
+            peak = max(samples) if samples else mon.rss()
+            print(f"{name}: {n} streams x {size // MiB} MiB in {dt:.1f}s ({n * size / dt / 1e6:.0f} MB/s aggregate); "
+                  f"RSS peak {peak / MiB:.0f} MiB (baseline {base / MiB:.0f}, +{(peak - base) / MiB:.0f} MiB), "
+                  f"after {mon.rss() / MiB:.0f} MiB; load {os.getloadavg()[0]:.2f}")
+
+        def get(i: int) -> None:
+            st, n, _ = loadgen.stream_get(host, port, sign.path("GET", "rss", "big"))
+            assert st == 200 and n == gsize, (st, n)
+
+        psize = args.put_size_mib * MiB
+
+        def put(i: int) -> None:
+            st, _, body = loadgen.stream_put(host, port, sign.path("PUT", "rss", f"p{i}"), psize, blob)
+            assert st == 200, body
+            st, _, _ = loadgen.stream_put(host, port, sign.path("DELETE", "rss", f"p{i}"), 0, blob, method="DELETE")
+            assert st == 204, st
+
+        phase("GET", get, args.streams, gsize)
+        phase("PUT", put, args.streams, psize)
+    finally:
+        srv.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,438 @@
+"""``python -m benchmarks``: run the workloads against Shoal and its peers, measure the machine's limits, and
+write a table to benchmarks/RESULTS.md."""
+
+from __future__ import annotations
+
+import argparse
+import html
+import http.client
+import os
+import platform
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from benchmarks import limits, loadgen
+from benchmarks.loadgen import Result
+from benchmarks.servers import HERE, PEERS, Server, Shoal
+from benchmarks.sigv4 import Presigner
+
+WORKLOADS = ["small", "list", "mixed", "stream", "multipart", "ranged"]
+MiB = 1 << 20
+
+
+@dataclass
+class Config:
+    quick: bool
+    duration: float  # seconds per closed-loop point
+    list_keys: int
+    list_pages: int
+    stream_size: int
+    part_size: int
+    part_parallel: int
+    delete_ops: int
+    concurrency: tuple[int, ...]
+
+
+@dataclass
+class Row:
+    workload: str
+    server: str
+    res: Result
+    srv_cpu: float
+    peak_rss: int
+    load: float
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+class Bench:
+    def __init__(self, server: Server, cfg: Config) -> None:
+        self.server = server
+        self.cfg = cfg
+        self.sign = Presigner(server.endpoint, server.access_key, server.secret_key)
+        self.host, self.port = "127.0.0.1", server.port
+        self.rows: list[Row] = []
+        self.blob = memoryview(os.urandom(4 * MiB))
+
+    # ---- helpers ----
+    def measure(self, workload: str, fn) -> Row:
+        mon = self.server.monitor
+        assert mon is not None
+        mon.reset_peak()
+        c0 = mon.cpu()
+        res = fn()
+        cpu = mon.cpu() - c0
+        row = Row(workload, self.server.name, res, cpu, max(mon.peak, mon.rss()), os.getloadavg()[0])
+        self.rows.append(row)
+        r = res
+        lat = f"p50 {r.p50 * 1e3:.2f} ms p99 {r.p99 * 1e3:.2f} ms" if r.p50 is not None else ""
+        log(f"  {workload:34s} {self.server.name:7s} {r.ops_per_s:9.1f} ops/s {r.mb_per_s:8.1f} MB/s {lat} "
+            f"srv-cpu {cpu:.1f}s rss {row.peak_rss / MiB:.0f} MiB client-cpu {r.client_cpu:.1f}s "
+            f"err {r.errors} load {row.load:.2f}")
+        return row
+
+    def create_bucket(self, bucket: str) -> None:
+        status, _, body = loadgen.stream_put(self.host, self.port, self.sign.path("PUT", bucket), 0, self.blob)
+        if status not in (200, 409):
+            raise RuntimeError(f"create bucket: {status} {body[:300]!r}")
+
+    def populate(self, bucket: str, keys: list[str], size: int, concurrency: int = 32) -> Result:
+        body = bytes(self.blob[:size])
+        reqs = (("PUT", self.sign.url("PUT", bucket, k), {}, body) for k in keys)
+        res = loadgen.closed_loop(reqs, concurrency, expect=(200,))
+        if res.errors:
+            raise RuntimeError(f"populate {bucket}: {res.errors} errors")
+        return res
+
+    # ---- workloads ----
+    def small(self) -> None:
+        b = "small"
+        self.create_bucket(b)
+        get_keys = [f"get/{i:05d}" for i in range(1000)]
+        self.populate(b, get_keys, 4096)
+        for c in self.cfg.concurrency:
+            put_paths = [self.sign.path("PUT", b, f"put/{c}/{i:05d}") for i in range(1000)]
+            self.measure(f"4 KiB PUT c={c}", lambda p=put_paths, c=c: loadgen.wrk(
+                self.server.endpoint, p, "PUT", 4096, c, self.cfg.duration))
+            get_paths = [self.sign.path("GET", b, k) for k in get_keys]
+            self.measure(f"4 KiB GET c={c}", lambda p=get_paths, c=c: loadgen.wrk(
+                self.server.endpoint, p, "GET", 4096, c, self.cfg.duration))
+            head_urls = [self.sign.url("HEAD", b, k) for k in get_keys]
+            self.measure(f"4 KiB HEAD c={c}", lambda u=head_urls, c=c: loadgen.closed_loop(
+                (("HEAD", u[i % len(u)], {}, None) for i in range(10**9)), c, self.cfg.duration))
+            del_keys = [f"del/{c}/{i:05d}" for i in range(self.cfg.delete_ops)]
+            self.populate(b, del_keys, 4096)
+            del_urls = [self.sign.url("DELETE", b, k) for k in del_keys]
+            self.measure(f"4 KiB DELETE c={c}", lambda u=del_urls, c=c: loadgen.closed_loop(
+                (("DELETE", x, {}, None) for x in u), c, None))
+
+    def list(self) -> None:
+        b = "list"
+        n = self.cfg.list_keys
+        self.create_bucket(b)
+        keys = [f"d{i % 100:02d}/o{i:07d}" for i in range(n)]
+        t = time.perf_counter()
+        self.populate(b, keys, 16, concurrency=64)
+        log(f"  populated {n} keys in {time.perf_counter() - t:.1f}s ({n / (time.perf_counter() - t):.0f}/s)")
+        rnd = random.Random(1)
+        ordered = sorted(keys)
+        pages = self.cfg.list_pages
+
+        def no_delim():
+            for _ in range(pages):
+                after = ordered[rnd.randrange(max(1, n - 1000))]
+                yield ("GET", self.sign.url("GET", b, "", {"list-type": "2", "max-keys": "1000",
+                                                           "start-after": after}), {}, None)
+
+        def in_prefix():
+            for _ in range(pages):
+                d = rnd.randrange(100)
+                within = [k for k in ordered[d * (n // 100):(d + 1) * (n // 100)]]
+                after = within[rnd.randrange(max(1, len(within) - 1000))] if len(within) > 1000 else ""
+                q = {"list-type": "2", "max-keys": "1000", "prefix": f"d{d:02d}/", "delimiter": "/"}
+                if after:
+                    q["start-after"] = after
+                yield ("GET", self.sign.url("GET", b, "", q), {}, None)
+
+        def root_delim():
+            for _ in range(pages):
+                yield ("GET", self.sign.url("GET", b, "", {"list-type": "2", "max-keys": "1000",
+                                                           "delimiter": "/"}), {}, None)
+
+        def walk():
+            """Page through the whole bucket with continuation tokens (what clients do), from the start again
+            when it ends."""
+            res = Result()
+            conn = http.client.HTTPConnection(self.host, self.port)
+            token = None
+            t0, c0 = time.perf_counter(), time.process_time()
+            while res.ops < pages and time.perf_counter() - t0 < self.cfg.duration * 3:
+                q = {"list-type": "2", "max-keys": "1000"}
+                if token:
+                    q["continuation-token"] = token
+                t = time.perf_counter()
+                conn.request("GET", self.sign.path("GET", b, "", q))
+                r = conn.getresponse()
+                body = r.read()
+                if r.status != 200:
+                    res.errors += 1
+                    token = None
+                    continue
+                res.latencies.append(time.perf_counter() - t)
+                res.ops += 1
+                res.bytes += len(body)
+                m = re.search(rb"<NextContinuationToken>([^<]+)</NextContinuationToken>", body)
+                token = html.unescape(m.group(1).decode()) if m else None
+            res.seconds = time.perf_counter() - t0
+            res.client_cpu = time.process_time() - c0
+            conn.close()
+            return res.finish()
+
+        self.measure(f"LIST 1000 of {n} (paging)", walk)
+        self.measure(f"LIST 1000 of {n}, start-after", lambda: loadgen.closed_loop(
+            no_delim(), 1, self.cfg.duration * 3))
+        self.measure(f"LIST 1000 of {n}, prefix+delim", lambda: loadgen.closed_loop(
+            in_prefix(), 1, self.cfg.duration * 3))
+        self.measure(f"LIST delim at root of {n} (100 CP)", lambda: loadgen.closed_loop(
+            root_delim(), 1, self.cfg.duration * 3))
+
+    def mixed(self) -> None:
+        b = "mixed"
+        self.create_bucket(b)
+        keys = [f"m/{i:03d}" for i in range(64)]
+        self.populate(b, keys, MiB, concurrency=8)
+        body = bytes(self.blob[:MiB])
+        rnd = random.Random(2)
+
+        def reqs():
+            while True:
+                k = keys[rnd.randrange(len(keys))]
+                if rnd.random() < 0.5:
+                    yield ("GET", self.sign.url("GET", b, k), {}, None)
+                else:
+                    yield ("PUT", self.sign.url("PUT", b, k), {}, body)
+
+        self.measure("1 MiB 50/50 GET/PUT c=16", lambda: loadgen.closed_loop(reqs(), 16, self.cfg.duration))
+
+    def stream(self) -> None:
+        b = "stream"
+        self.create_bucket(b)
+        size = self.cfg.stream_size
+        label = f"{size // MiB} MiB" if size < 1 << 30 else f"{size >> 30} GiB"
+
+        def put():
+            best = Result()
+            for i in range(2):
+                t = time.perf_counter()
+                c0 = time.process_time()
+                st, _, body = loadgen.stream_put(self.host, self.port, self.sign.path("PUT", b, "big"), size,
+                                                 self.blob)
+                dt = time.perf_counter() - t
+                if st != 200:
+                    raise RuntimeError(f"PUT {st} {body[:200]!r}")
+                if i == 0 or dt < best.seconds:
+                    best = Result(ops=1, seconds=dt, bytes=size, p50=dt, p99=dt,
+                                  client_cpu=time.process_time() - c0, note="best of 2")
+            return best
+
+        def get():
+            best = Result()
+            for i in range(2):
+                t = time.perf_counter()
+                c0 = time.process_time()
+                st, n, _ = loadgen.stream_get(self.host, self.port, self.sign.path("GET", b, "big"))
+                dt = time.perf_counter() - t
+                if st != 200 or n != size:
+                    raise RuntimeError(f"GET {st} {n}")
+                if i == 0 or dt < best.seconds:
+                    best = Result(ops=1, seconds=dt, bytes=size, p50=dt, p99=dt,
+                                  client_cpu=time.process_time() - c0, note="best of 2")
+            return best
+
+        self.measure(f"single-stream PUT {label}", put)
+        self.measure(f"single-stream GET {label}", get)
+
+    def ranged(self) -> None:
+        b = "stream"
+        size = self.cfg.stream_size
+        url = self.sign.url("GET", b, "big")
+        blocks = size // (512 * 1024)
+        rnd = random.Random(3)
+
+        def reqs():
+            while True:
+                i = rnd.randrange(blocks)
+                yield ("GET", url, {"Range": f"bytes={i * 524288}-{(i + 1) * 524288 - 1}"}, None)
+
+        for c in (1, 16):
+            self.measure(f"ranged GET 512 KiB c={c}", lambda c=c: loadgen.closed_loop(
+                reqs(), c, self.cfg.duration))
+
+    def multipart(self) -> None:
+        b = "stream"
+        self.create_bucket(b)
+        size, part = self.cfg.stream_size, self.cfg.part_size
+        nparts = (size + part - 1) // part
+        label = f"{size // MiB} MiB" if size < 1 << 30 else f"{size >> 30} GiB"
+        label += f", {nparts}x{part // MiB} MiB parts x{self.cfg.part_parallel} parallel"
+
+        def run():
+            t = time.perf_counter()
+            c0 = time.process_time()
+            st, _, body = loadgen.stream_put(self.host, self.port, self.sign.path("POST", b, "mp", {"uploads": ""}),
+                                             0, self.blob, method="POST")
+            m = re.search(rb"<UploadId>([^<]+)</UploadId>", body)
+            if st != 200 or not m:
+                raise RuntimeError(f"create upload {st} {body[:300]!r}")
+            uid = m.group(1).decode()
+
+            def one(n):
+                length = min(part, size - (n - 1) * part)
+                path = self.sign.path("PUT", b, "mp", {"partNumber": str(n), "uploadId": uid})
+                st, h, body = loadgen.stream_put(self.host, self.port, path, length, self.blob)
+                if st != 200:
+                    raise RuntimeError(f"part {n}: {st} {body[:200]!r}")
+                return h["etag"]
+
+            with ThreadPoolExecutor(self.cfg.part_parallel) as ex:
+                etags = list(ex.map(one, range(1, nparts + 1)))
+            xml = "<CompleteMultipartUpload>" + "".join(
+                f"<Part><PartNumber>{i}</PartNumber><ETag>{e}</ETag></Part>" for i, e in enumerate(etags, 1)
+            ) + "</CompleteMultipartUpload>"
+            data = memoryview(xml.encode())
+            st, _, body = loadgen.stream_put(self.host, self.port, self.sign.path("POST", b, "mp", {"uploadId": uid}),
+                                             len(data), data, method="POST")
+            if st != 200 or b"Error" in body:
+                raise RuntimeError(f"complete {st} {body[:300]!r}")
+            dt = time.perf_counter() - t
+            return Result(ops=1, seconds=dt, bytes=size, p50=dt, p99=dt, client_cpu=time.process_time() - c0)
+
+        self.measure(f"multipart PUT {label}", run)
+
+
+def machine() -> dict[str, str]:
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for ln in f:
+            if ln.startswith("model name"):
+                cpu = ln.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) / (1 << 20)
+    import aiohttp
+
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    return {"CPU": f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM",
+            "kernel": platform.release(), "Python": sys.version.split()[0], "aiohttp": aiohttp.__version__,
+            "wrk": (wrk.stdout + wrk.stderr).split("\n")[0].strip()}
+
+
+def fmt_ms(v):
+    return f"{v * 1e3:.2f}" if v is not None else "-"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.1f}x" if b else "-"
+
+
+def render(rows: list[Row], lim: dict[str, float], versions: dict[str, str], durab: dict[str, str],
+           cfg: Config, started: str) -> str:
+    out = ["# Shoal benchmark results\n", f"Run {started} ({'quick' if cfg.quick else 'full'} mode: "
+           f"`python -m benchmarks{' --quick' if cfg.quick else ''}`).\n"]
+    out.append("## Machine\n")
+    for k, v in machine().items():
+        out.append(f"- {k}: {v}")
+    out.append("\n## Servers\n")
+    for name, v in versions.items():
+        out.append(f"- **{name}** {v} — durability: {durab[name]}")
+    out.append("\n## Machine limits (same run)\n")
+    out.append("| limit | value |\n| --- | --- |")
+    for k, v in lim.items():
+        out.append(f"| {k} | {v:.0f}/s |" if "/s)" in k else f"| {k} | {v / 1e6:.0f} MB/s |")
+    out.append("\n## Results\n")
+    out.append("Client: wrk (presigned URLs) for 4 KiB PUT/GET; an aiohttp closed-loop client for HEAD, DELETE, LIST, "
+               "mixed and ranged; blocking raw sockets for single streams and multipart parts. `srv CPU` = user+sys "
+               "seconds of the server's process tree during the point; `RSS` = peak sum over the tree; `load` = "
+               "1-minute load average at the end of the point (2 cores; other jobs may share the machine).\n")
+    peers = [p for p in dict.fromkeys(r.server for r in rows) if p != "shoal"]
+    head = ["workload", "server", "ops/s", "MB/s", "p50 ms", "p99 ms", "srv CPU s", "peak RSS MiB",
+            "client CPU s", "err", "load"] + [f"vs {p}" for p in peers] + ["vs limit"]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + " --- |" * len(head))
+    by = {(r.workload, r.server): r for r in rows}
+    for w in dict.fromkeys(r.workload for r in rows):
+        for s in dict.fromkeys(r.server for r in rows):
+            r = by.get((w, s))
+            if r is None:
+                continue
+            res = r.res
+            big = res.bytes and res.mb_per_s > 50
+            cells = [w, s, f"{res.ops_per_s:.1f}", f"{res.mb_per_s:.1f}", fmt_ms(res.p50), fmt_ms(res.p99),
+                     f"{r.srv_cpu:.1f}", f"{r.peak_rss / MiB:.0f}", f"{res.client_cpu:.1f}", str(res.errors),
+                     f"{r.load:.1f}"]
+            for p in peers:
+                o = by.get((w, p))
+                if s == "shoal" and o is not None:
+                    cells.append(ratio(res.mb_per_s, o.res.mb_per_s) if big else ratio(res.ops_per_s, o.res.ops_per_s))
+                else:
+                    cells.append("")
+            lim_cell = ""
+            if not lim.get("MD5"):
+                pass
+            elif "GET" in w and "single-stream" in w:
+                lim_cell = f"{res.bytes / res.seconds / lim['loopback sendfile GET']:.0%} of sendfile"
+            elif "PUT" in w and ("single-stream" in w or "multipart" in w):
+                floor = min(lim["MD5"], lim["disk write + fdatasync"])
+                lim_cell = f"{res.bytes / res.seconds / floor:.0%} of min(MD5, disk)"
+            cells.append(lim_cell)
+            out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes and shorter points (a few minutes)")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated subset of {WORKLOADS}")
+    ap.add_argument("--peers", default="moto,s3rver", help="comma-separated peers (moto, s3rver; '' for none)")
+    ap.add_argument("--workers", type=int, default=1, help="Shoal --workers")
+    ap.add_argument("--duration", type=float, help="seconds per closed-loop point")
+    ap.add_argument("--list-keys", type=int, help="keys in the LIST bucket (default 100000; quick 10000)")
+    ap.add_argument("--no-limits", action="store_true", help="skip the machine-limit measurements")
+    ap.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"))
+    args = ap.parse_args(argv)
+    q = args.quick
+    cfg = Config(quick=q, duration=args.duration or (3.0 if q else 10.0),
+                 list_keys=args.list_keys or (10_000 if q else 100_000), list_pages=50 if q else 200,
+                 stream_size=(256 * MiB) if q else (1 << 30), part_size=(32 * MiB) if q else (64 * MiB),
+                 part_parallel=4, delete_ops=500 if q else 2000, concurrency=(1, 16, 64))
+    workloads = [w for w in args.workloads.split(",") if w]
+    if "ranged" in workloads and "stream" not in workloads:
+        workloads.insert(workloads.index("ranged"), "stream")
+    workdir = os.path.join(HERE, ".work")
+    shutil.rmtree(workdir, ignore_errors=True)
+    os.makedirs(workdir)
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    lim: dict[str, float] = {}
+    if not args.no_limits:
+        log("machine limits…")
+        lim = limits.measure(workdir, q)
+        for k, v in lim.items():
+            log(f"  {k:40s} {v / 1e6 if v > 1e5 else v:10.1f}")
+    rows: list[Row] = []
+    versions, durab = {}, {}
+    failures: list[str] = []
+    names = ["shoal"] + [p for p in args.peers.split(",") if p]
+    for name in names:
+        srv = Shoal(workdir, args.workers) if name == "shoal" else PEERS[name](workdir)
+        log(f"{name} on {srv.endpoint} (load {os.getloadavg()[0]:.2f})")
+        versions[name], durab[name] = srv.version(), srv.durability
+        srv.start()
+        try:
+            bench = Bench(srv, cfg)
+            for w in WORKLOADS:
+                if w in workloads:
+                    try:
+                        getattr(bench, w)()
+                    except Exception as exc:  # a peer failing one workload does not end the run
+                        log(f"  ! {w} failed on {name}: {type(exc).__name__}: {str(exc)[:300]}")
+                        failures.append(f"{w} on {name}: {type(exc).__name__}: {str(exc)[:200]}")
+        finally:
+            rows.extend(bench.rows)
+            srv.stop()
+            shutil.rmtree(srv.data_dir, ignore_errors=True)
+    text = render(rows, lim or {"loopback sendfile GET": 0, "MD5": 0, "disk write + fdatasync": 0}, versions,
+                  durab, cfg, started)
+    if failures:
+        text += "\nFailed workloads (not in the table):\n\n" + "\n".join(f"- {f}" for f in failures) + "\n"
+    with open(args.output, "w") as f:
+        f.write(text)
+    log(f"wrote {args.output}")
+    shutil.rmtree(workdir, ignore_errors=True)
