@@ -22,7 +22,16 @@ from shoal.errors import S3Error
 from shoal.s3 import checksums
 from shoal.storage.interfaces import BlobStore, BlobWriter
 
-BUFFER = 1 << 20
+BUFFER = 1 << 20  # per upload, when few run at once: large handoffs keep worker-thread overhead low
+MIN_BUFFER = 128 << 10
+BUFFER_BUDGET = 32 << 20  # shared by concurrent uploads: with many at once each gets less, so memory stays flat
+_active_blob_uploads = 0
+
+
+def buffer_size() -> int:
+    """This upload's handoff size: 1 MiB alone, shrinking (to 128 KiB) as concurrent uploads share the budget."""
+    share = BUFFER_BUDGET // max(1, _active_blob_uploads)
+    return max(MIN_BUFFER, min(BUFFER, share))
 MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB, S3's limit
 
 
@@ -96,6 +105,7 @@ async def ingest(
     dek: bytes | None = None,
 ) -> Ingested:
     """Read the whole body; raises S3Error (and leaves nothing behind) when it is bad."""
+    global _active_blob_uploads
     hashers = _Hashers(algorithms, body.wants_sha256)
     loop = asyncio.get_running_loop()
     buffer = bytearray()
@@ -107,9 +117,13 @@ async def ingest(
         inner = blobs.new_writer()
         return inner if dek is None else blocks.EncryptingWriter(inner, dek)
 
+    counted = False
+
     try:
         if inline_limit < 0:  # the caller needs a blob even for an empty body (multipart parts)
             writer = await loop.run_in_executor(None, new_writer)
+            counted = True
+            _active_blob_uploads += 1
         while True:
             data = await body.read()
             if not data:
@@ -120,11 +134,13 @@ async def ingest(
             buffer += data
             if writer is None and len(buffer) > inline_limit:
                 writer = await loop.run_in_executor(None, new_writer)
-            if writer is not None and len(buffer) >= BUFFER:
+                counted = True
+                _active_blob_uploads += 1
+            if writer is not None and len(buffer) >= buffer_size():
                 if pending is not None:
                     await pending
-                chunk = bytes(buffer)
-                buffer.clear()
+                # Hand the filled buffer itself to the worker (no copy) and start a fresh one.
+                chunk, buffer = buffer, bytearray()
                 pending = loop.run_in_executor(None, hashers.update_and_write, chunk, writer)
         if pending is not None:
             await pending
@@ -136,7 +152,7 @@ async def ingest(
             if dek is not None:
                 salt, inline = blocks.seal_inline(dek, inline)
         elif buffer:
-            await loop.run_in_executor(None, hashers.update_and_write, bytes(buffer), writer)
+            await loop.run_in_executor(None, hashers.update_and_write, buffer, writer)
         if hashers.sha256 is not None:
             body.check_sha256(hashers.sha256.hexdigest())
     except BaseException:
@@ -148,6 +164,9 @@ async def ingest(
         if writer is not None:
             writer.abort()
         raise
+    finally:
+        if counted:
+            _active_blob_uploads -= 1
     values = {a: checksums.b64(h.digest()) for a, h in hashers.others.items()}
     return Ingested(size=size, md5=hashers.md5.digest(), checksums=values, inline=inline, writer=writer,
                     inline_salt=salt)
