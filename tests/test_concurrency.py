@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import re
 import threading
 import time
 from collections import Counter
@@ -21,34 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from botocore.exceptions import ClientError
 
+from bodies import SIZES, WEIGHTS, body_for, identify
 from conftest import client, error_code
 
 CLIENTS = 64
 SECONDS = float(os.environ.get("SHOAL_CONCURRENCY_SECONDS", "30" if os.environ.get("SHOAL_SLOW") == "1" else "6"))
-INLINE_LIMIT = 64 * 1024
-# Both sides of the inline limit, and blobs that take more than one 1 MiB write buffer; small ones most often.
-SIZES = [40, 1000, 60_000, INLINE_LIMIT, INLINE_LIMIT + 1, 300_000, 1_100_000]
-WEIGHTS = [6, 6, 4, 3, 3, 2, 1]
-_HEAD = re.compile(rb"^<([^<>]{1,80})>")
-
-
-def body_for(tag: str, size: int) -> bytes:
-    head = f"<{tag}:{size}>".encode()
-    assert size >= len(head)
-    seed = hashlib.sha256(head).digest()
-    return (head + seed * ((size - len(head)) // 32 + 1))[:size]
-
-
-def identify(data: bytes) -> str:
-    """The tag of the write this body came from; fails unless the body is exactly that write's, whole."""
-    match = _HEAD.match(data)
-    assert match, f"unrecognisable body ({len(data)} bytes): {data[:60]!r}"
-    tag, _, size = match.group(1).decode().rpartition(":")
-    assert len(data) == int(size), f"{tag}: {len(data)} bytes read of {size} written"
-    assert data == body_for(tag, int(size)), f"{tag}: a body of the right length but wrong bytes (a mix?)"
-    return tag
-
-
 @pytest.fixture(scope="module")
 def clients(server):
     return [client(server.endpoint, max_pool_connections=2, connect_timeout=10, read_timeout=60)
