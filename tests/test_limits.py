@@ -167,3 +167,7 @@ def test_bucket_policy_over_20_kb_is_refused(raw, rb):
     assert len(policy) > 20 * 1024
     resp = raw.signed("PUT", f"/{rb}?policy", policy)
     assert (resp.status, resp.code) == (400, "MalformedPolicy")
+    huge = json.dumps({"Version": "2012-10-17", "Statement": [statement] * 1000}).encode()
+    assert len(huge) > 64 * 1024  # beyond what the server reads at all
+    resp = raw.signed("PUT", f"/{rb}?policy", huge)
+    assert (resp.status, resp.code) == (400, "MalformedPolicy")
