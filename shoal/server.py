@@ -16,7 +16,7 @@ from aiohttp import web
 
 from shoal.auth.identities import Identity, IdentityStore, canonical_id
 from shoal.crypto import keys
-from shoal.http.app import S3App
+from shoal.http.app import S3App, protocol_error_handler
 from shoal.lifecycle import LifecycleWorker
 from shoal.s3.service import S3Service
 from shoal.storage.engine import Storage
@@ -184,6 +184,21 @@ def _metrics_routes(app: S3App, metrics) -> None:
         app.extra_routes[path] = scrape
 
 
+class _S3Server(web.Server):
+    """aiohttp's low-level server whose connections answer unparseable requests in S3's XML (see
+    :func:`shoal.http.app.protocol_error_handler`)."""
+
+    def __init__(self, app: S3App, **kwargs) -> None:
+        super().__init__(app.handle, **kwargs)
+        self._handler_class = protocol_error_handler(app)
+
+    def __call__(self):
+        try:
+            return self._handler_class(self, loop=self._loop, **self._kwargs)
+        except (AttributeError, TypeError):  # an aiohttp whose internals differ: its own error pages then
+            return super().__call__()
+
+
 def ssl_context(tls: tuple[str, str]):
     import ssl
 
@@ -228,8 +243,8 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
         app.metrics = Metrics(storage, settings.data_dir)
         _metrics_routes(app, app.metrics)
     app.prefix_routes.append((admin.PREFIX, admin.handle))
-    server = web.Server(
-        app.handle,
+    server = _S3Server(
+        app,
         max_line_size=16 * 1024,
         max_field_size=16 * 1024,  # S3 refuses request headers beyond 8 KiB; leave room for long URLs
         max_headers=256,

@@ -133,6 +133,42 @@ def _request_context(
     return context.RequestContext(request.remote, request.secure, headers, query, version, auth_type)
 
 
+def protocol_error_handler(app: S3App) -> type:
+    """aiohttp's per-connection protocol, answering requests it cannot parse (bad request lines, header lines
+    over the limit, NUL or bare CR in headers, overflowing Content-Length...) with an S3 XML error document
+    and our common headers, instead of aiohttp's plain-text page; such requests are the client's fault, so
+    they are logged as one line at INFO, not as an ERROR with a traceback."""
+    from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+    from aiohttp.web_protocol import RequestHandler
+
+    class S3ProtocolHandler(RequestHandler):
+        def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
+                         message: str | None = None) -> web.StreamResponse:
+            client_fault = isinstance(exc, HttpProcessingError) and status < 500
+            if client_fault:
+                log.info("refused a malformed request from %s: %s", request.remote,
+                         (str(getattr(exc, "message", "")) or repr(exc)).strip().splitlines()[0])
+            else:
+                self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
+            if request.writer.output_size > 0:
+                raise ConnectionError("Response is sent already, cannot send another response with the error")
+            if isinstance(exc, LineTooLong):
+                error = S3Error("RequestHeaderSectionTooLarge")
+            elif client_fault:
+                detail = (str(getattr(exc, "message", "")) or "").strip().splitlines()
+                error = S3Error("BadRequest", f"The HTTP request is malformed: {detail[0]}" if detail else None,
+                                status=status)
+            else:
+                error = S3Error("InternalError")
+            request_id = os.urandom(8).hex().upper()
+            response = web.Response(status=error.status, body=error_document(error, "", request_id, app.host_id),
+                                    content_type="application/xml", headers=app.common_headers(request_id))
+            response.force_close()
+            return response
+
+    return S3ProtocolHandler
+
+
 class S3App:
     def __init__(self, service: S3Service, *, domain: str | None = None, region: str = "us-east-1") -> None:
         from shoal.http.handlers import HANDLERS

@@ -37,7 +37,11 @@ class _Continue:
     async def __call__(self) -> None:
         if self._pending:
             self._pending = False
-            await self._writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            try:
+                await self._writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            except ConnectionError:  # the client went away (aiohttp: "Cannot write to closing transport")
+                raise S3Error("IncompleteBody", "The client closed the connection before sending the body.") \
+                    from None
 
 
 async def _within(timeout: float | None, awaitable):

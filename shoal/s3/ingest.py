@@ -33,6 +33,7 @@ def buffer_size() -> int:
     share = BUFFER_BUDGET // max(1, _active_blob_uploads)
     return max(MIN_BUFFER, min(BUFFER, share))
 MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB, S3's limit
+MAX_PUT_SIZE = 5 * 1024**3  # 5 GiB: S3's limit for one PutObject (larger objects are uploaded in parts)
 
 
 class Body(Protocol):
@@ -106,6 +107,10 @@ async def ingest(
 ) -> Ingested:
     """Read the whole body; raises S3Error (and leaves nothing behind) when it is bad."""
     global _active_blob_uploads
+    declared = getattr(body, "length", None)
+    if declared is not None and declared > max_size:
+        # Refused from the declared length, before a byte of the body is read (or 100 Continue sent).
+        raise S3Error("EntityTooLarge", ProposedSize=str(declared), MaxSizeAllowed=str(max_size))
     hashers = _Hashers(algorithms, body.wants_sha256)
     loop = asyncio.get_running_loop()
     buffer = bytearray()
@@ -130,7 +135,7 @@ async def ingest(
                 break
             size += len(data)
             if size > max_size:
-                raise S3Error("EntityTooLarge", MaxSizeAllowed=str(max_size))
+                raise S3Error("EntityTooLarge", ProposedSize=str(size), MaxSizeAllowed=str(max_size))
             buffer += data
             if writer is None and len(buffer) > inline_limit:
                 writer = await loop.run_in_executor(None, new_writer)

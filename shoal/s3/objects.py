@@ -16,7 +16,7 @@ from shoal.crypto import blocks
 from shoal.errors import S3Error
 from shoal.s3 import access, access_settings, checksums, integrity, object_lock, sse
 from shoal.s3.conditions import Conditions, evaluate, failed_condition
-from shoal.s3.ingest import Body, Ingested, check_content_md5, ingest
+from shoal.s3.ingest import MAX_PUT_SIZE, Body, Ingested, check_content_md5, ingest
 from shoal.s3.names import check_key, check_version_id
 from shoal.s3.service import S3Service
 from shoal.storage.errors import CorruptBlobError, PreconditionError
@@ -154,7 +154,7 @@ async def put_object(
     lock = object_lock.write_settings(bucket, attrs.lock_mode, attrs.lock_until, attrs.legal_hold)
     encryption = sse.choose(svc, bucket, requested or sse.Requested())
     ingested = await ingest(body, svc.storage.blobs, checksum.algorithms(), inline_limit=svc.inline_limit,
-                            dek=encryption.dek if encryption else None)
+                            max_size=MAX_PUT_SIZE, dek=encryption.dek if encryption else None)
     try:
         check_content_md5(content_md5, ingested.md5)
         checksum.verify(ingested, body.trailers)

@@ -90,7 +90,7 @@ def parse(text: str | bytes, *, bucket: str | None = None, require_principal: bo
         text = text.decode("utf-8", "replace")
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays or objects nested thousands deep
         raise S3Error("MalformedPolicy", "This policy contains invalid Json") from None
     if not isinstance(doc, dict):
         raise S3Error("MalformedPolicy", "This policy contains invalid Json")
@@ -120,11 +120,20 @@ def parse(text: str | bytes, *, bucket: str | None = None, require_principal: bo
         if ("Resource" in s) == ("NotResource" in s):
             raise S3Error("MalformedPolicy", "Missing required field Resource")
         conditions: dict[str, dict[str, list[str]]] = {}
-        for operator, block in (s.get("Condition") or {}).items():
+        condition = s.get("Condition")
+        if condition is None:
+            condition = {}
+        if not isinstance(condition, dict):
+            raise S3Error("MalformedPolicy", "Invalid Condition block")
+        for operator, block in condition.items():
             if not isinstance(block, dict) or not _known_operator(operator):
                 raise S3Error("MalformedPolicy", f"Invalid Condition type : {operator}")
-            conditions[operator] = {k: [str(v).lower() if isinstance(v, bool) else str(v) for v in
-                                        (vals if isinstance(vals, list) else [vals])] for k, vals in block.items()}
+            conditions[operator] = {}
+            for k, vals in block.items():
+                values = vals if isinstance(vals, list) else [vals]
+                if not values or any(isinstance(v, (dict, list)) or v is None for v in values):
+                    raise S3Error("MalformedPolicy", f"Invalid Condition value for {operator} {k}")
+                conditions[operator][k] = [str(v).lower() if isinstance(v, bool) else str(v) for v in values]
         actions = _as_list(s["Action"], "action") if "Action" in s else None
         not_actions = _as_list(s["NotAction"], "action") if "NotAction" in s else None
         for a in (actions or []) + (not_actions or []):
@@ -271,7 +280,7 @@ def _condition_holds(operator: str, key: str, expected: list[str], context: dict
     qualifier, base, if_exists = _split_operator(operator)
     actual = context.get(key.lower())
     if base == "Null":
-        want_absent = expected[0].lower() == "true"
+        want_absent = bool(expected) and expected[0].lower() == "true"
         return (actual is None) == want_absent
     if actual is None:
         # A missing key: ...IfExists passes; negated operators match (nothing equals the value); others fail.

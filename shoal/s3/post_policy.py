@@ -118,7 +118,10 @@ def _length_bound(value: object) -> int:
 
 
 def _condition_text(item: object) -> str:
-    return json.dumps(item, ensure_ascii=False, separators=(", ", ": "))
+    try:
+        return json.dumps(item, ensure_ascii=False, separators=(", ", ": "))[:1024]
+    except RecursionError:
+        return "(nested too deeply)"
 
 
 def parse(encoded: str) -> PostPolicy:
@@ -131,7 +134,7 @@ def parse(encoded: str) -> PostPolicy:
         raise _invalid("Invalid 'Base64' encoding.") from None
     try:
         document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: lists nested thousands deep
         raise _invalid("Invalid JSON.") from None
     if not isinstance(document, dict):
         raise _invalid("Invalid JSON.")

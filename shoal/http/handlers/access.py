@@ -72,7 +72,13 @@ async def put_object_acl(svc: S3Service, req: S3Request) -> web.StreamResponse:
 
 async def put_bucket_policy(svc: S3Service, req: S3Request) -> web.StreamResponse:
     assert req.bucket
-    await access_settings.put_bucket_policy(svc, req.identity, req.bucket, await req.read_body(64 * 1024))
+    try:
+        text = await req.read_body(64 * 1024)
+    except S3Error as exc:
+        if exc.code != "MalformedXML":  # read_body's "too large" is worded for XML; a policy is JSON
+            raise
+        raise S3Error("MalformedPolicy", "Policies must be no more than 20 KB") from None
+    await access_settings.put_bucket_policy(svc, req.identity, req.bucket, text)
     return web.Response(status=204)
 
 
