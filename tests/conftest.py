@@ -171,3 +171,39 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# -- two ordinary (non-admin) users and an anonymous caller, for access-control suites --------------------------
+
+
+@pytest.fixture(scope="module")
+def alt(server):
+    """ALT: owns the buckets under test in the access-control suites."""
+    return client(server.endpoint, ALT)
+
+
+@pytest.fixture(scope="module")
+def other(server):
+    """OTHER: the caller without rights of its own."""
+    return client(server.endpoint, OTHER)
+
+
+@pytest.fixture(scope="module")
+def anon(server):
+    from access_helpers import anonymous_client
+
+    return anonymous_client(server.endpoint)
+
+
+@pytest.fixture(scope="module")
+def alt_id(alt) -> str:
+    from access_helpers import canonical_id
+
+    return canonical_id(alt)
+
+
+@pytest.fixture(scope="module")
+def other_id(other) -> str:
+    from access_helpers import canonical_id
+
+    return canonical_id(other)

@@ -6,38 +6,13 @@ ALT owns the buckets; OTHER (another non-admin user) and anonymous callers are w
 from __future__ import annotations
 
 import pytest
-from access_helpers import anonymous_client, arn, canonical_id, denied, fails, put_policy, unique, user_arn
+from access_helpers import arn, denied, fails, put_policy, unique, user_arn
 
-from conftest import ALT, OTHER, client
+from conftest import ALT, OTHER
 from rawhttp import Raw
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTHENTICATED = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
-
-
-@pytest.fixture(scope="module")
-def alt(server):
-    return client(server.endpoint, ALT)
-
-
-@pytest.fixture(scope="module")
-def other(server):
-    return client(server.endpoint, OTHER)
-
-
-@pytest.fixture(scope="module")
-def anon(server):
-    return anonymous_client(server.endpoint)
-
-
-@pytest.fixture(scope="module")
-def alt_id(alt) -> str:
-    return canonical_id(alt)
-
-
-@pytest.fixture(scope="module")
-def other_id(other) -> str:
-    return canonical_id(other)
 
 
 @pytest.fixture

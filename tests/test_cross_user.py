@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from shoal.http.handlers import HANDLERS
 
-from conftest import ALT, OTHER, client, error_code, status_of
+from conftest import OTHER, client, error_code, status_of
 from rawhttp import Raw, error_field
 
 
@@ -31,16 +31,6 @@ class Target:
     version_id: str
     upload_id: str
     own_bucket: str  # OTHER's own bucket (for copies out of and into ALT's bucket)
-
-
-@pytest.fixture(scope="module")
-def alt(server):
-    return client(server.endpoint, ALT)
-
-
-@pytest.fixture(scope="module")
-def other(server):
-    return client(server.endpoint, OTHER)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 from access_helpers import (
-    anonymous_client,
     arn,
     canonical_id,
     denied,
@@ -19,28 +18,8 @@ from access_helpers import (
     user_arn,
 )
 
-from conftest import ALT, OTHER, client
+from conftest import OTHER
 from rawhttp import Raw
-
-
-@pytest.fixture(scope="module")
-def alt(server):
-    return client(server.endpoint, ALT)
-
-
-@pytest.fixture(scope="module")
-def other(server):
-    return client(server.endpoint, OTHER)
-
-
-@pytest.fixture(scope="module")
-def anon(server):
-    return anonymous_client(server.endpoint)
-
-
-@pytest.fixture(scope="module")
-def other_id(other) -> str:
-    return canonical_id(other)
 
 
 @pytest.fixture
