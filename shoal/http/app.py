@@ -198,6 +198,7 @@ class S3App:
         return response
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        context.current.set(None)  # nothing from an earlier request on this connection carries over
         started = time.perf_counter()
         request_id = os.urandom(8).hex().upper()
         raw_path, _, raw_query = request.raw_path.partition("?")

@@ -19,6 +19,7 @@ class RequestContext:
     query: dict[str, str] = field(default_factory=dict)
     signature_version: str | None = None  # "AWS4-HMAC-SHA256" or "AWS" (V2); None when anonymous
     auth_type: str | None = None  # "REST-HEADER", "REST-QUERY-STRING", "POST"
+    buckets: dict = field(default_factory=dict)  # bucket records already read by this request (see S3Service)
 
 
 current: ContextVar[RequestContext | None] = ContextVar("shoal_request_context", default=None)

@@ -525,7 +525,7 @@ def expiration_header(svc: S3Service, record: ObjectRecord) -> dict[str, str]:
     """``x-amz-expiration`` for the current version of an object that a rule will expire."""
     if record.delete_marker or not record.is_latest:
         return {}
-    bucket = svc.storage.meta.get_bucket(record.bucket)
+    bucket = svc.lookup_bucket(record.bucket)
     if bucket is None or CONFIG_KEY not in bucket.config:
         return {}
     found = current_expiry(bucket_rules(bucket), record, svc.lifecycle_day_seconds)

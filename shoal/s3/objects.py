@@ -259,7 +259,7 @@ def version_header(svc: S3Service, record: ObjectRecord, *, write: bool = False)
         return {"x-amz-version-id": record.version_id}
     if write:
         return {}
-    bucket = svc.storage.meta.get_bucket(record.bucket)
+    bucket = svc.lookup_bucket(record.bucket)
     if bucket is not None and versioning(bucket) is not None:
         return {"x-amz-version-id": "null"}
     return {}
