@@ -629,16 +629,26 @@ def import_dir(client, directory: str, bucket: str, prefix: str, *, parallel: in
     bar = Progress(sum(os.path.getsize(p) for p, _ in todo), progress, f"import {bucket}")
 
     def one(path: str, key: str) -> None:
+        upload_file(client, path, bucket, key, bar)
+        summary.add(copied=1, bytes=os.path.getsize(path))
+
+    return _run_parallel(todo, one, lambda path, key: path, parallel, bar, summary, started)
+
+
+def _run_parallel(todo: list[tuple], one: Callable, name: Callable, parallel: int, bar, summary, started: float):
+    """Run ``one(*item)`` for every item on ``parallel`` threads; a failure is counted in the summary under the
+    item's ``name(*item)`` and the run goes on. Closes the progress bar and returns the summary."""
+
+    def guarded(*item) -> None:
         try:
-            upload_file(client, path, bucket, key, bar)
-            summary.add(copied=1, bytes=os.path.getsize(path))
+            one(*item)
         except Exception as exc:
-            summary.error(f"{path}: {_code(exc)}: {exc}")
-            log.error("%s: %s", path, exc)
+            summary.error(f"{name(*item)}: {_code(exc)}: {exc}")
+            log.error("%s: %s", name(*item), exc)
 
     try:
         with ThreadPoolExecutor(max_workers=parallel) as pool:
-            for f in as_completed([pool.submit(one, p, k) for p, k in todo]):
+            for f in as_completed([pool.submit(guarded, *item) for item in todo]):
                 f.result()
     finally:
         bar.close()
@@ -708,18 +718,6 @@ def export_bucket(client, bucket: str, prefix: str, directory: str, *, parallel:
     bar = Progress(sum(v.size for v, _ in todo), progress, f"export {bucket}")
 
     def one(v: Version, path: str) -> None:
-        try:
-            n = download_object(client, bucket, v.key, v.etag, path, bar)
-            summary.add(copied=1, bytes=n)
-        except Exception as exc:
-            summary.error(f"{v.key}: {_code(exc)}: {exc}")
-            log.error("%s: %s", v.key, exc)
+        summary.add(copied=1, bytes=download_object(client, bucket, v.key, v.etag, path, bar))
 
-    try:
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            for f in as_completed([pool.submit(one, v, p) for v, p in todo]):
-                f.result()
-    finally:
-        bar.close()
-    summary.seconds = time.monotonic() - started
-    return summary
+    return _run_parallel(todo, one, lambda v, path: v.key, parallel, bar, summary, started)
