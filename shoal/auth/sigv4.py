@@ -32,7 +32,13 @@ def uri_encode(value: str, *, keep_slash: bool = False) -> str:
     """AWS's URI encoding: every byte except A-Z a-z 0-9 - _ . ~ is percent-encoded (uppercase hex)."""
     if (_UNRESERVED_OR_SLASH if keep_slash else _UNRESERVED)(value) is not None:
         return value  # most values: nothing to encode (quote() costs ~3 µs even then)
-    return quote(value, safe="/~" if keep_slash else "~")
+    return _quote(value, "/~" if keep_slash else "~")
+
+
+@lru_cache(maxsize=4096)
+def _quote(value: str, safe: str) -> str:
+    # Cached: the values that need encoding repeat from request to request (X-Amz-Credential has slashes).
+    return quote(value, safe=safe)
 
 
 def canonical_query(params: Iterable[tuple[str, str]], *, skip: str | None = None) -> str:

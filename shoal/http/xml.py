@@ -8,7 +8,6 @@ import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
-from email.utils import formatdate
 from xml.sax.saxutils import escape as _escape
 
 import defusedxml.ElementTree as SafeET
@@ -62,8 +61,21 @@ def iso8601(epoch: float) -> str:
     return _iso_seconds(int(epoch // 1)) + f".{int((epoch % 1) * 1000):03d}Z"
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date_seconds(seconds: int) -> str:
+    t = time.gmtime(seconds)
+    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+
+
 def http_date(epoch: float) -> str:
-    return formatdate(epoch, usegmt=True)
+    """RFC 7231 IMF-fixdate (as email.utils.formatdate(usegmt=True), which costs ~5 µs a call): English names
+    whatever the locale, cached per second since every GET and HEAD sends one."""
+    return _http_date_seconds(int(epoch // 1))
 
 
 def parse(body: bytes) -> ET.Element:

@@ -107,23 +107,24 @@ def authorize(
         # ObjectWriter ownership: someone else's object is read (and its ACL read or changed) only through its
         # ACL, as in S3 (bucket-owner-read / bucket-owner-full-control exist for this). Deleting it needs none.
         is_owner = False
-    resource = policy.resource_arn(bucket.name, key)
     who = principal(identity)
-    keys = context.condition_keys(
-        who.user_id, identity.display_name if identity else None,
-        tags=obj.meta.get("t") if obj is not None else None, request_tags=request_tags,
-    )
-    if extra_keys:
-        keys.update(extra_keys)
     decisions = []
     bucket_doc = bucket_policy(bucket)
     pab = public_access_block(bucket)
+    identity_doc = identity.policy if identity is not None else None
+    if bucket_doc is not None or identity_doc is not None:  # only policies read condition keys: skip otherwise
+        resource = policy.resource_arn(bucket.name, key)
+        keys = context.condition_keys(
+            who.user_id, identity.display_name if identity else None,
+            tags=obj.meta.get("t") if obj is not None else None, request_tags=request_tags,
+        )
+        if extra_keys:
+            keys.update(extra_keys)
     if bucket_doc is not None:
         decision = policy.evaluate(bucket_doc, who, action, resource, keys)
         if decision == "Allow" and pab.get("RestrictPublicBuckets") and not is_owner and policy.is_public(bucket_doc):
             decision = None  # public policies only grant to the bucket owner's account
         decisions.append(decision)
-    identity_doc = identity.policy if identity is not None else None
     if identity_doc is not None:
         decisions.append(policy.evaluate(identity_doc, who, action, resource, keys))
     if "Deny" in decisions and not (is_owner and action in POLICY_ACTIONS):

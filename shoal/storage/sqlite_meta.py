@@ -94,6 +94,11 @@ CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, crc64 TEXT, size INTEGER)
 -- Blobs no longer referred to, whose files are still to be deleted. Filled in the same transaction that
 -- drops the reference, so a crash can delay freeing space but never lose track of it.
 CREATE TABLE IF NOT EXISTS garbage (id TEXT PRIMARY KEY) WITHOUT ROWID;
+
+-- Counters other processes (workers) watch: 'buckets' goes up with every change to the buckets table, so a
+-- cached bucket record stays valid for as long as the counter has not moved (see get_bucket).
+CREATE TABLE IF NOT EXISTS generations (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT OR IGNORE INTO generations(name, value) VALUES ('buckets', 0);
 """
 
 _OBJECT_COLUMNS = "bucket, key, version_id, size, etag, mtime, delete_marker, meta, segments, seq, is_latest"
@@ -252,12 +257,34 @@ class SqliteMetadataStore:
     # -- buckets -----------------------------------------------------------------------------------------
 
     def get_bucket(self, name: str) -> Bucket | None:
-        row = self._reader().execute(
+        """The bucket's record (shared: callers must not mutate it), from a per-thread cache.
+
+        Every request reads its bucket, and the records rarely change, so they are cached for as long as the
+        'buckets' generation stays put. Checking it costs one ``PRAGMA data_version`` (which moves only when
+        another connection, this process's writer or another worker's, committed something), plus one
+        primary-key read when it did move."""
+        conn = self._reader()
+        local = self._local
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != getattr(local, "data_version", None):
+            generation = conn.execute("SELECT value FROM generations WHERE name='buckets'").fetchone()[0]
+            if generation != getattr(local, "bucket_generation", None):
+                local.bucket_cache = {}
+                local.bucket_generation = generation
+            local.data_version = version
+        cache: dict[str, Bucket | None] = local.bucket_cache
+        try:
+            return cache[name]
+        except KeyError:
+            pass
+        row = conn.execute(
             "SELECT name, owner, created, region, config FROM buckets WHERE name=?", (name,)
         ).fetchone()
-        if row is None:
-            return None
-        return Bucket(row[0], row[1], row[2], row[3], json.loads(row[4]))
+        bucket = None if row is None else Bucket(row[0], row[1], row[2], row[3], json.loads(row[4]))
+        if len(cache) >= 10_000:
+            cache.clear()  # bounded: names that do not exist are cached too
+        cache[name] = bucket
+        return bucket
 
     def list_buckets(self) -> list[Bucket]:
         rows = self._reader().execute(
@@ -505,7 +532,13 @@ def _create_bucket(conn: sqlite3.Connection, b: Bucket) -> bool:
         "INSERT OR IGNORE INTO buckets(name, owner, created, region, config) VALUES (?,?,?,?,?)",
         (b.name, b.owner, b.created, b.region, _dumps(b.config)),
     )
+    _buckets_changed(conn)
     return cur.rowcount == 1
+
+
+def _buckets_changed(conn: sqlite3.Connection) -> None:
+    """In the transaction that changes the buckets table: invalidates every cached bucket record."""
+    conn.execute("UPDATE generations SET value = value + 1 WHERE name='buckets'")
 
 
 def _delete_bucket(conn: sqlite3.Connection, name: str) -> None:
@@ -514,6 +547,7 @@ def _delete_bucket(conn: sqlite3.Connection, name: str) -> None:
     for (upload_id,) in conn.execute("SELECT upload_id FROM uploads WHERE bucket=?", (name,)).fetchall():
         _abort_upload(conn, upload_id)
     conn.execute("DELETE FROM buckets WHERE name=?", (name,))
+    _buckets_changed(conn)
 
 
 def _set_bucket_config(conn: sqlite3.Connection, name: str, key: str, value: object) -> None:
@@ -526,6 +560,7 @@ def _set_bucket_config(conn: sqlite3.Connection, name: str, key: str, value: obj
     else:
         config[key] = value
     conn.execute("UPDATE buckets SET config=? WHERE name=?", (_dumps(config), name))
+    _buckets_changed(conn)
 
 
 def _check_precondition(

@@ -283,9 +283,20 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
             if attempt == 4:
                 raise integrity.missing(svc, exc) from None
     headers.update(req.response_headers)
+    if req.method == "HEAD":
+        # A plain Response (not streamed): aiohttp sends it in one write, with the length a GET would have.
+        response = web.Response(status=status, headers=headers)
+        response.headers["Content-Length"] = str(length)
+        return response
+    if dek is None and all(f is None for f in files):
+        # Stored inline (a small object): headers and body go out in one write.
+        assert record.inline is not None or not pieces
+        return web.Response(status=status, headers=headers,
+                            body=b"".join(record.inline[p.offset : p.offset + p.length] for p in pieces))
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = length
-    stop = threading.Event()  # tells checks still running on worker threads that nobody waits for them
+    # Tells checks still running on worker threads that nobody waits for them (none for inline objects).
+    stop = threading.Event() if any(f is not None for f in files) else None
     try:
         checks = integrity.whole_blob_checks(svc, pieces) if dek is None and req.method == "GET" else {}
         if checks and sum(pieces[i].length for i in checks) <= integrity.VERIFY_BEFORE_SEND:
@@ -303,8 +314,6 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
             decrypted = objects.read_pieces(record, pieces, files, dek).__aiter__()
             first = await anext(decrypted, None)
         await response.prepare(req.http)
-        if req.method == "HEAD":
-            return response
         if decrypted is None:
             await _send_pieces(req, response, record, pieces, files, checks, stop)
         else:
@@ -329,7 +338,8 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
         if req.http.transport is not None:
             req.http.transport.close()
     finally:
-        stop.set()
+        if stop is not None:
+            stop.set()
         for f in files:
             if f is not None:
                 f.close()
@@ -337,7 +347,7 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
 
 
 async def _send_pieces(req: S3Request, response: web.StreamResponse, record: ObjectRecord, pieces, files,
-                       checks: dict[int, tuple[str, int]], stop: threading.Event) -> None:
+                       checks: dict[int, tuple[str, int]], stop: threading.Event | None) -> None:
     for index, (piece, f) in enumerate(zip(pieces, files, strict=True)):
         if f is None:
             assert record.inline is not None
