@@ -311,3 +311,45 @@ def test_anonymous_requests_are_denied(server, s3, bucket):
         assert error_code(e.value) == "AccessDenied"
         assert status_of(e.value) == 403
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"private"
+
+
+def test_bucket_changes_reach_every_worker_at_once(make_server):
+    """Bucket records are cached per worker process; a change made through one worker is seen by the next
+    request to any worker (new connections land on either), with no delay."""
+    from conftest import client
+
+    srv = make_server(args=["--workers", "2"])
+    s3 = client(srv.endpoint)
+    s3.create_bucket(Bucket="cached-bucket")
+
+    def everywhere(check) -> None:
+        for _ in range(12):
+            check(client(srv.endpoint))
+
+    everywhere(lambda c: c.put_object(Bucket="cached-bucket", Key="k", Body=b"x"))  # warms every worker's cache
+    everywhere(lambda c: assert_none(c.get_bucket_versioning(Bucket="cached-bucket").get("Status")))
+    s3.put_bucket_versioning(Bucket="cached-bucket", VersioningConfiguration={"Status": "Enabled"})
+    everywhere(lambda c: assert_equal(c.get_bucket_versioning(Bucket="cached-bucket")["Status"], "Enabled"))
+    everywhere(lambda c: assert_equal(len(c.put_object(Bucket="cached-bucket", Key="v", Body=b"x")["VersionId"]),
+                                      32))
+    for version in s3.list_object_versions(Bucket="cached-bucket")["Versions"]:
+        s3.delete_object(Bucket="cached-bucket", Key=version["Key"], VersionId=version["VersionId"])
+    s3.delete_bucket(Bucket="cached-bucket")
+    everywhere(lambda c: assert_equal(head_status(c, "cached-bucket"), 404))
+    s3.create_bucket(Bucket="cached-bucket")
+    everywhere(lambda c: assert_none(c.get_bucket_versioning(Bucket="cached-bucket").get("Status")))
+
+
+def head_status(s3, bucket: str) -> int:
+    try:
+        return s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"]
+    except ClientError as exc:
+        return status_of(exc)
+
+
+def assert_none(value) -> None:
+    assert value is None
+
+
+def assert_equal(value, expected) -> None:
+    assert value == expected, (value, expected)
