@@ -55,6 +55,15 @@ async def _within(timeout: float | None, awaitable):
         raise S3Error("RequestTimeout") from None
 
 
+async def _read_some(stream: StreamReader, n: int, timeout: float | None) -> bytes:
+    """Up to ``n`` bytes: those already received at once (no timer to arm: most small bodies arrive with their
+    headers), otherwise waiting at most ``timeout`` for more."""
+    data = stream.read_nowait(n)
+    if data or stream.at_eof():
+        return data
+    return await _within(timeout, stream.read(n))
+
+
 class EmptyBody:
     length = 0
     trailers: dict[str, str] = {}
@@ -91,7 +100,7 @@ class PlainBody:
             return b""
         await self._continue()
         try:
-            data = await _within(self.timeout, self._stream.read(min(self._remaining, MAX_READ)))
+            data = await _read_some(self._stream, min(self._remaining, MAX_READ), self.timeout)
         except S3Error:
             raise
         except Exception as exc:  # the client went away mid-body
@@ -245,7 +254,7 @@ class ChunkedBody:
                 await self._finish()
                 return b""
         try:
-            data = await _within(self.timeout, self._stream.read(min(self._chunk_left, MAX_READ)))
+            data = await _read_some(self._stream, min(self._chunk_left, MAX_READ), self.timeout)
         except S3Error:
             raise
         except Exception as exc:
