@@ -342,7 +342,7 @@ def render(rows: list[Row], lim: dict[str, float], versions: dict[str, str], dur
                "mixed and ranged; blocking raw sockets for single streams and multipart parts. `srv CPU` = user+sys "
                "seconds of the server's process tree during the point; `RSS` = peak sum over the tree; `load` = "
                "1-minute load average at the end of the point (2 cores; other jobs may share the machine).\n")
-    peers = [p for p in dict.fromkeys(r.server for r in rows) if p != "shoal"]
+    peers = [p for p in dict.fromkeys(r.server for r in rows) if not p.startswith("shoal")]
     head = ["workload", "server", "ops/s", "MB/s", "p50 ms", "p99 ms", "srv CPU s", "peak RSS MiB",
             "client CPU s", "err", "load"] + [f"vs {p}" for p in peers] + ["vs limit"]
     out.append("| " + " | ".join(head) + " |")
@@ -360,7 +360,7 @@ def render(rows: list[Row], lim: dict[str, float], versions: dict[str, str], dur
                      f"{r.load:.1f}"]
             for p in peers:
                 o = by.get((w, p))
-                if s == "shoal" and o is not None:
+                if s.startswith("shoal") and o is not None:
                     cells.append(ratio(res.mb_per_s, o.res.mb_per_s) if big else ratio(res.ops_per_s, o.res.ops_per_s))
                 else:
                     cells.append("")
@@ -382,7 +382,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes and shorter points (a few minutes)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated subset of {WORKLOADS}")
     ap.add_argument("--peers", default="moto,s3rver", help="comma-separated peers (moto, s3rver; '' for none)")
-    ap.add_argument("--workers", type=int, default=1, help="Shoal --workers")
+    ap.add_argument("--workers", default="1,2",
+                    help="Shoal --workers, comma-separated: each count runs as its own server (shoal w1, shoal w2)")
     ap.add_argument("--duration", type=float, help="seconds per closed-loop point")
     ap.add_argument("--list-keys", type=int, help="keys in the LIST bucket (default 100000; quick 10000)")
     ap.add_argument("--no-limits", action="store_true", help="skip the machine-limit measurements")
@@ -409,9 +410,10 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[Row] = []
     versions, durab = {}, {}
     failures: list[str] = []
-    names = ["shoal"] + [p for p in args.peers.split(",") if p]
+    worker_counts = [int(n) for n in args.workers.split(",") if n]
+    names = [f"shoal w{n}" for n in worker_counts] + [p for p in args.peers.split(",") if p]
     for name in names:
-        srv = Shoal(workdir, args.workers) if name == "shoal" else PEERS[name](workdir)
+        srv = Shoal(workdir, int(name[7:])) if name.startswith("shoal") else PEERS[name](workdir)
         log(f"{name} on {srv.endpoint} (load {os.getloadavg()[0]:.2f})")
         versions[name], durab[name] = srv.version(), srv.durability
         srv.start()

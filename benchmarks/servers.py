@@ -173,6 +173,7 @@ class Shoal(Server):
 
     def __init__(self, workdir: str, workers: int = 1) -> None:
         self.workers = workers
+        self.name = f"shoal w{workers}"
         super().__init__(workdir)
 
     def command(self) -> list[str]:

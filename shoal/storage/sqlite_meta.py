@@ -646,7 +646,12 @@ def _put_object(
         raise KeyError(r.bucket)  # the bucket went away while the body was uploading
     _check_precondition(conn, r.bucket, r.key, if_match, if_none_match)
     if r.version_id == "null":
-        _remove_version(conn, r.bucket, r.key, "null", keep=frozenset(r.blob_ids()))
+        # The replaced null version: only its blobs matter here (no need to read and decode the whole row).
+        row = conn.execute("DELETE FROM versions WHERE bucket=? AND key=? AND version_id='null' RETURNING segments",
+                           (r.bucket, r.key)).fetchone()
+        if row is not None:
+            keep = r.blob_ids()
+            _release_blobs(conn, [b for b, _ in json.loads(row[0]) if b not in keep])
     _insert_latest(conn, r)
 
 
