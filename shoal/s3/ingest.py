@@ -37,6 +37,7 @@ def buffer_size() -> int:
 POOL_LIMIT = 8 << 20  # bytes of idle buffers kept for the next uploads
 _pool: dict[int, list[bytearray]] = {}
 _pooled = 0
+_direct_in_use = 0  # bytes of buffers held by uploads in _ingest_direct
 
 
 def _take_buffer(size: int) -> bytearray:
@@ -142,9 +143,14 @@ async def _ingest_direct(body: DirectBody, hashers: _Hashers, writer: BlobWriter
     hashed on one worker thread and written (with the blob's CRC) on another. MD5 and the write each take about
     as long as receiving, so running all three at once is what lets a single upload use both cores. Returns the
     size."""
+    global _direct_in_use
     loop = asyncio.get_running_loop()
-    size_each = buffer_size()
+    # Two buffers per upload, both out of the shared budget: a fair share of it while uploads start together
+    # (they all count as active before the first reaches here), never more than what is left of it.
+    share = min(BUFFER_BUDGET // (2 * max(1, _active_blob_uploads)), (BUFFER_BUDGET - _direct_in_use) // 2)
+    size_each = max(MIN_BUFFER, min(BUFFER, share))
     buffers = [_take_buffer(size_each), _take_buffer(size_each)]
+    _direct_in_use += 2 * size_each
     pending: tuple[asyncio.Future, ...] = ()  # the worker calls reading the other buffer
     size = 0
     turn = 0
@@ -172,6 +178,7 @@ async def _ingest_direct(body: DirectBody, hashers: _Hashers, writer: BlobWriter
             await _settle(pending)
         except BaseException:
             pass
+        _direct_in_use -= 2 * size_each
         for buf in buffers:
             _return_buffer(buf)
     return size
