@@ -592,6 +592,58 @@ def test_expect_continue_then_body(raw, rb):
     assert get(raw, rb, "expect").body == body
 
 
+# -- large plain bodies are received straight into the server's buffers (shoal.http.body._Receiver) --------------
+
+
+def _signed_put(raw, path: str, body: bytes, extra: dict[str, str] | None = None) -> bytes:
+    headers = sign_v4("PUT", raw.endpoint + path, body, {"Content-Length": str(len(body)), **(extra or {})})
+    return _request_bytes("PUT", path, headers) + body
+
+
+def _signed_get(raw, path: str) -> bytes:
+    return _request_bytes("GET", path, sign_v4("GET", raw.endpoint + path))
+
+
+def test_large_bodies_leave_the_connection_usable(raw, rb):
+    """Keep-alive after bodies received past aiohttp, also when the next request follows the body at once."""
+    one, two = os.urandom(3 * 1024 * 1024 + 5), os.urandom(2 * 1024 * 1024)
+    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as s:
+        s.sendall(_signed_put(raw, f"/{rb}/one", one))
+        assert _read_response(s).status == 200
+        # Pipelined: the second PUT's body and a GET in one send.
+        s.sendall(_signed_put(raw, f"/{rb}/two", two) + _signed_get(raw, f"/{rb}/one"))
+        assert _read_response(s).status == 200
+        resp = _read_response(s, "GET")
+        assert resp.status == 200 and resp.body == one
+        s.sendall(_signed_get(raw, f"/{rb}/two"))
+        resp = _read_response(s, "GET")
+        assert resp.status == 200 and resp.body == two
+
+
+def test_large_body_refused_at_its_end_keeps_the_connection(raw, rb):
+    body = os.urandom(2 * 1024 * 1024)
+    wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as s:
+        s.sendall(_signed_put(raw, f"/{rb}/bad", body, {"Content-MD5": wrong}))
+        resp = _read_response(s)
+        assert resp.status == 400 and resp.code == "BadDigest", resp
+        s.sendall(_signed_put(raw, f"/{rb}/good", body))
+        assert _read_response(s).status == 200
+    assert_absent(raw, rb, "bad")
+    assert get(raw, rb, "good").body == body
+
+
+def test_truncated_large_plain_body_commits_nothing(raw, rb):
+    path = f"/{rb}/k"
+    data = os.urandom(4 * 1024 * 1024)
+    headers = sign_v4("PUT", raw.endpoint + path, data, {"Content-Length": str(len(data))})
+    reply = raw_exchange(raw.port, _request_bytes("PUT", path, headers) + data[:3 * 1024 * 1024])
+    if reply:
+        assert reply.startswith(b"HTTP/1.1 400"), reply[:300]
+    assert_absent(raw, rb, "k")
+    assert raw.signed("PUT", path, b"after").status == 200  # the server is fine
+
+
 _READERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 

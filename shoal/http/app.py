@@ -138,10 +138,44 @@ def protocol_error_handler(app: S3App) -> type:
     over the limit, NUL or bare CR in headers, overflowing Content-Length...) with an S3 XML error document
     and our common headers, instead of aiohttp's plain-text page; such requests are the client's fault, so
     they are logged as one line at INFO, not as an ERROR with a traceback."""
+    import inspect
+
+    from aiohttp import web_protocol
     from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+    from aiohttp.http_parser import HttpRequestParser
     from aiohttp.web_protocol import RequestHandler
 
+    parser_settings = ("read_bufsize", "max_line_size", "max_field_size", "max_headers", "auto_decompress")
+    defaults = {name: p.default for name, p in inspect.signature(RequestHandler.__init__).parameters.items()
+                if name in parser_settings}
+
     class S3ProtocolHandler(RequestHandler):
+        def __init__(self, manager, **kwargs) -> None:
+            super().__init__(manager, **kwargs)
+            self._shoal_parser_settings = defaults | {k: v for k, v in kwargs.items() if k in parser_settings}
+
+        def renew_parser(self) -> bool:
+            """Replace the request parser with a fresh one, configured as aiohttp configures it. Used after a
+            body was received past aiohttp (shoal.http.body._Receiver): the old parser still expects that body,
+            the new one expects the next request. False where this aiohttp differs (the caller then closes the
+            connection after the response instead)."""
+            if "_parser" not in dir(self) or self._parser is None:
+                return False
+            settings = self._shoal_parser_settings
+            try:
+                extra = {}
+                if hasattr(web_protocol, "MAX_MSG_QUEUE_SIZE"):
+                    extra["max_msg_queue_size"] = web_protocol.MAX_MSG_QUEUE_SIZE
+                self._parser = HttpRequestParser(
+                    self, self._loop, settings["read_bufsize"], max_line_size=settings["max_line_size"],
+                    max_field_size=settings["max_field_size"], max_headers=settings["max_headers"],
+                    payload_exception=web_protocol.RequestPayloadError,
+                    auto_decompress=settings["auto_decompress"], **extra)
+            except Exception:
+                log.debug("cannot renew aiohttp's request parser", exc_info=True)
+                return False
+            return True
+
         def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
                          message: str | None = None) -> web.StreamResponse:
             client_fault = isinstance(exc, HttpProcessingError) and status < 500
@@ -193,7 +227,11 @@ class S3App:
             response = await self._handle(request)
         finally:
             self.in_flight -= 1
-        if self.draining:
+            body = request.get("shoal.body")
+            # Part of the body was taken straight from the socket and the rest was not (the request failed
+            # midway): the connection cannot carry another request.
+            abandoned = body is not None and body.abandon()
+        if self.draining or abandoned:
             response.force_close()
         return response
 
@@ -362,6 +400,8 @@ class S3App:
             identity, body = None, None  # CORS preflight requests are never signed
         else:
             identity, body = await authenticate(request, view, self.service.identities, cont=cont)
+            if hasattr(body, "abandon"):
+                request["shoal.body"] = body  # see handle()
             if hasattr(body, "timeout"):
                 body.timeout = self.body_timeout  # type: ignore[union-attr]
         context.current.set(_request_context(request, view, query, identity is not None))

@@ -19,6 +19,9 @@ from shoal.errors import S3Error
 
 MAX_READ = 1 << 20
 MAX_CHUNK_HEADER = 4096
+# A plain body with at least this much still to arrive is received straight into the reader's buffer (see
+# _Receiver); below it aiohttp's own buffering costs little and the connection stays as aiohttp left it.
+DIRECT_MIN = 256 << 10
 MAX_TRAILER_BYTES = 16 * 1024
 
 
@@ -76,12 +79,102 @@ class EmptyBody:
         pass
 
 
+class _Receiver(asyncio.BufferedProtocol):
+    """Takes the connection over from aiohttp for the rest of a plain body, so the kernel copies the bytes straight
+    into the caller's buffer (``recv_into``): no per-read ``bytes`` objects, no copy by aiohttp's parser, no
+    queue in its StreamReader. Those cost most of the event loop's time on a large upload, and freshly mapped
+    memory for every 256 KiB received; here only the caller's (reused, bounded) buffers ever hold body bytes.
+
+    It asks for no more than the body's remaining length, so the next request on the connection stays unread;
+    reading is paused whenever no buffer is waiting to be filled. Connection loss and EOF are passed on to
+    aiohttp's protocol, which still owns the connection."""
+
+    def __init__(self, transport: asyncio.Transport, handler: asyncio.BaseProtocol, remaining: int) -> None:
+        self._transport = transport
+        self._handler = handler
+        self.remaining = remaining
+        self._view: memoryview | None = None
+        self._filled = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: S3Error | None = None
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        assert self._view is not None  # reading is paused whenever there is no buffer to fill
+        return self._view[self._filled:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._filled += nbytes
+        assert self._view is not None
+        if self._filled == len(self._view):
+            self._transport.pause_reading()
+            self._wake()
+
+    def eof_received(self) -> bool | None:
+        self._fail(S3Error("IncompleteBody"))
+        return self._handler.eof_received()  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(S3Error("IncompleteBody"))
+        self._handler.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._handler.resume_writing()
+
+    def _fail(self, error: S3Error) -> None:
+        if self._error is None:
+            self._error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def fill(self, view: memoryview, timeout: float | None) -> int:
+        """Fill ``view`` (at most ``remaining`` bytes long) completely; raises S3Error if the client stops."""
+        if self._error is not None:
+            raise self._error
+        self._view, self._filled = view, 0
+        self._waiter = asyncio.get_running_loop().create_future()
+        self._transport.resume_reading()
+        try:
+            await _within(timeout, self._waiter)
+        finally:
+            self._transport.pause_reading()
+            self._view = None
+            self._waiter = None
+        if self._error is not None:
+            raise self._error
+        self.remaining -= self._filled
+        return self._filled
+
+    def give_back(self, complete: bool) -> None:
+        """Return the connection to aiohttp. ``complete``: the whole body was read, and the connection may carry
+        the next request if aiohttp's parser (still expecting the body we took) can be replaced; otherwise it is
+        closed after the response."""
+        handler = self._handler
+        if self._transport.is_closing():
+            return
+        self._transport.set_protocol(handler)  # type: ignore[arg-type]
+        renew = getattr(handler, "renew_parser", None)
+        if complete and renew is not None and renew():
+            handler.resume_reading(resume_parser=False)  # type: ignore[attr-defined]
+        else:
+            handler.close()  # type: ignore[attr-defined]  # ignore what follows; close after the response
+            handler.keep_alive(False)  # type: ignore[attr-defined]
+
+
 class PlainBody:
     def __init__(
         self, stream: StreamReader, length: int | None, expected_sha256: str | None, send_continue: _Continue
     ) -> None:
         self.length = length  # None: HTTP chunked transfer, read to the end of the stream
         self._stream = stream
+        self._receiver: _Receiver | None = None
+        self._detached = False  # the body was read, by us, from the socket: aiohttp's stream was ended
         self._remaining = length if length is not None else 1 << 62
         self._expected = expected_sha256
         self._continue = send_continue
@@ -112,6 +205,89 @@ class PlainBody:
             raise S3Error("IncompleteBody")
         self._remaining -= len(data)
         return data
+
+    async def readinto(self, view: memoryview) -> int:
+        """Fill ``view`` from the body (completely, unless the body ends first); 0 at the end. Large bodies are
+        received straight into ``view`` (see _Receiver). Do not mix with ``read``."""
+        if self._remaining <= 0 or self.length is None:
+            return 0 if self._remaining <= 0 else await self._readinto_copying(view)
+        await self._continue()
+        want = min(len(view), self._remaining)
+        filled = 0
+        if self._receiver is None:
+            # What aiohttp already holds first. Taking it lets aiohttp's parser feed whatever it had held back
+            # (flow control) into the stream, synchronously; once both are empty, every body byte received so
+            # far is accounted for in total_bytes.
+            try:
+                while filled < want:
+                    data = self._stream.read_nowait(want - filled)
+                    if not data:
+                        break
+                    view[filled:filled + len(data)] = data
+                    filled += len(data)
+            except Exception as exc:  # the client went away mid-body
+                raise S3Error("IncompleteBody") from exc
+            if filled < want:
+                self._receiver = self._take_over(filled)
+                if self._receiver is None:
+                    self._remaining -= filled
+                    return filled + await self._readinto_copying(view[filled:want])
+        if filled < want:
+            assert self._receiver is not None
+            try:
+                filled += await self._receiver.fill(view[filled:want], self.timeout)
+            except BaseException:
+                self._release(complete=False)
+                raise
+        self._remaining -= filled
+        if self._remaining == 0 and self._receiver is not None:
+            self._release(complete=True)
+        return filled
+
+    async def _readinto_copying(self, view: memoryview) -> int:
+        filled = 0
+        while filled < len(view):
+            data = await self.read()
+            if not data:
+                break
+            view[filled:filled + len(data)] = data
+            filled += len(data)
+        return filled
+
+    def _take_over(self, drained: int) -> _Receiver | None:
+        """Install a _Receiver for the rest of the body, once aiohttp holds none of it (``drained`` bytes were
+        just taken from its stream). None where that cannot be done (the caller keeps reading through aiohttp)."""
+        stream = self._stream
+        protocol = getattr(stream, "_protocol", None)  # aiohttp's RequestHandler for this connection
+        transport = getattr(protocol, "transport", None)
+        if (transport is None or stream.is_eof() or stream.exception() is not None or transport.is_closing()
+                or not hasattr(transport, "set_protocol") or getattr(protocol, "_upgraded", False)):
+            return None
+        assert self.length is not None
+        on_wire = self.length - stream.total_bytes  # not yet received from the socket
+        # Everything aiohttp received went to the reader: if not, some bytes are somewhere we do not know of.
+        if on_wire != self._remaining - drained or on_wire < DIRECT_MIN:
+            return None
+        receiver = _Receiver(transport, protocol, on_wire)
+        transport.pause_reading()
+        transport.set_protocol(receiver)
+        return receiver
+
+    def _release(self, complete: bool) -> None:
+        receiver, self._receiver = self._receiver, None
+        if receiver is None:
+            return
+        receiver.give_back(complete)
+        if not self._stream.is_eof():
+            self._stream.feed_eof()  # aiohttp must not wait for (or linger over) the bytes we took
+
+    def abandon(self) -> bool:
+        """The request is answered: if the body was being received directly and not to its end, give the
+        connection back to aiohttp to be closed after the response. True if it must close."""
+        if self._receiver is None:
+            return False
+        self._release(complete=False)
+        return True
 
     def check_sha256(self, hexdigest: str) -> None:
         if self._expected is not None and self._expected != hexdigest:

@@ -32,6 +32,30 @@ def buffer_size() -> int:
     """This upload's handoff size: 1 MiB alone, shrinking (to 128 KiB) as concurrent uploads share the budget."""
     share = BUFFER_BUDGET // max(1, _active_blob_uploads)
     return max(MIN_BUFFER, min(BUFFER, share))
+
+
+POOL_LIMIT = 8 << 20  # bytes of idle buffers kept for the next uploads
+_pool: dict[int, list[bytearray]] = {}
+_pooled = 0
+_direct_in_use = 0  # bytes of buffers held by uploads in _ingest_direct
+
+
+def _take_buffer(size: int) -> bytearray:
+    """A buffer of ``size`` bytes, reused when one is idle: a fresh one is a fresh mapping (glibc's mmap threshold,
+    see shoal.server._tune_malloc), and the kernel faulting its pages in costs more than filling them."""
+    global _pooled
+    idle = _pool.get(size)
+    if idle:
+        _pooled -= size
+        return idle.pop()
+    return bytearray(size)
+
+
+def _return_buffer(buf: bytearray) -> None:
+    global _pooled
+    if _pooled + len(buf) <= POOL_LIMIT:
+        _pool.setdefault(len(buf), []).append(buf)
+        _pooled += len(buf)
 MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB, S3's limit
 MAX_PUT_SIZE = 5 * 1024**3  # 5 GiB: S3's limit for one PutObject (larger objects are uploaded in parts)
 
@@ -96,6 +120,70 @@ class _Hashers:
         writer.write(data)
 
 
+class DirectBody(Body, Protocol):
+    """A body that can fill a caller's buffer (shoal.http.body.PlainBody)."""
+
+    async def readinto(self, view: memoryview) -> int: ...  # fills view unless the body ends first; 0 at the end
+
+
+async def _settle(futures: tuple[asyncio.Future, ...]) -> None:
+    """Wait for every one of ``futures``, then raise the first error among them."""
+    error: BaseException | None = None
+    for future in futures:
+        try:
+            await future
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+
+
+async def _ingest_direct(body: DirectBody, hashers: _Hashers, writer: BlobWriter, max_size: int) -> int:
+    """Stream a body into ``writer`` through two reused buffers: while one is filled from the socket, the other is
+    hashed on one worker thread and written (with the blob's CRC) on another. MD5 and the write each take about
+    as long as receiving, so running all three at once is what lets a single upload use both cores. Returns the
+    size."""
+    global _direct_in_use
+    loop = asyncio.get_running_loop()
+    # Two buffers per upload, both out of the shared budget: a fair share of it while uploads start together
+    # (they all count as active before the first reaches here), never more than what is left of it.
+    share = min(BUFFER_BUDGET // (2 * max(1, _active_blob_uploads)), (BUFFER_BUDGET - _direct_in_use) // 2)
+    size_each = max(MIN_BUFFER, min(BUFFER, share))
+    buffers = [_take_buffer(size_each), _take_buffer(size_each)]
+    _direct_in_use += 2 * size_each
+    pending: tuple[asyncio.Future, ...] = ()  # the worker calls reading the other buffer
+    size = 0
+    turn = 0
+    try:
+        while True:
+            view = memoryview(buffers[turn])  # free: its worker calls finished before the other buffer's began
+            n = await body.readinto(view)
+            if not n:
+                break
+            size += n
+            if size > max_size:
+                raise S3Error("EntityTooLarge", ProposedSize=str(size), MaxSizeAllowed=str(max_size))
+            # The previous buffer first: bytes must be hashed and written in order.
+            await _settle(pending)
+            pending = ()
+            filled = view[:n]
+            pending = (loop.run_in_executor(None, hashers.update, filled),
+                       loop.run_in_executor(None, writer.write, filled))
+            turn ^= 1
+        await _settle(pending)
+        pending = ()
+    finally:
+        # The buffers go back to the pool only once no worker thread can still be reading them.
+        try:
+            await _settle(pending)
+        except BaseException:
+            pass
+        _direct_in_use -= 2 * size_each
+        for buf in buffers:
+            _return_buffer(buf)
+    return size
+
+
 async def ingest(
     body: Body,
     blobs: BlobStore,
@@ -129,6 +217,12 @@ async def ingest(
             writer = await loop.run_in_executor(None, new_writer)
             counted = True
             _active_blob_uploads += 1
+        if hasattr(body, "readinto") and declared is not None and declared > inline_limit:
+            if writer is None:
+                writer = await loop.run_in_executor(None, new_writer)
+                counted = True
+                _active_blob_uploads += 1
+            size = await _ingest_direct(body, hashers, writer, max_size)  # type: ignore[arg-type]
         while True:
             data = await body.read()
             if not data:
