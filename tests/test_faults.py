@@ -91,7 +91,8 @@ def test_enospc_is_a_clean_503_and_leaves_nothing(faulty, point):
     s3.put_object(Bucket="bkt", Key="old", Body=old)
     s3.put_object(Bucket="bkt", Key="k", Body=b"previous")
     faults.set(**{point: "ENOSPC"})
-    for body in (os.urandom(300 * 1024), os.urandom(3 * MiB)):
+    # 20 MiB: past the blob store's write-behind step, so a background flush meets the fault first.
+    for body in (os.urandom(300 * 1024), os.urandom(3 * MiB), os.urandom(20 * MiB)):
         with pytest.raises(ClientError) as e:
             s3.put_object(Bucket="bkt", Key="k", Body=body)
         assert code_and_status(e.value) == ("ServiceUnavailable", 503)
@@ -133,9 +134,10 @@ def test_small_objects_still_written_when_blob_writes_fail(faulty):
 def test_eio_on_write_is_a_500(faulty, point):
     srv, s3, faults = faulty
     faults.set(**{point: "EIO"})
-    with pytest.raises(ClientError) as e:
-        s3.put_object(Bucket="bkt", Key="k", Body=os.urandom(300 * 1024))
-    assert code_and_status(e.value) == ("InternalError", 500)
+    for size in (300 * 1024, 20 * MiB):  # 20 MiB: a write-behind flush fails first (see shoal.storage.local_blobs)
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket="bkt", Key="k", Body=os.urandom(size))
+        assert code_and_status(e.value) == ("InternalError", 500)
     assert tmp_files(srv) == [] and blob_files(srv) == []
     with pytest.raises(ClientError) as e:
         s3.head_object(Bucket="bkt", Key="k")

@@ -7,6 +7,12 @@ only after that does metadata refer to it. Plain files keep zero-copy ``sendfile
 Every byte written is also run through CRC64NVME (awscrt, ~20 GB/s with carry-less multiply instructions) in the
 same call that writes it: the blob's checksum and size go into the metadata with its id, so reads and the
 scrubber can tell a damaged file from a good one. Blobs found damaged are moved to ``quarantine/``.
+
+Write-behind: the kernel would start writing a large upload's dirty pages only at the final fsync (its own
+writeback waits for gigabytes of dirty memory or 30 seconds), so the disk would idle while the body arrives and
+the client would then wait for the whole file to reach it. Every ``WRITE_BEHIND`` bytes a background
+``fdatasync`` sends what is written so far, so the disk works during the upload and the final fsync has little
+left (1 GiB here: 2.7 s -> 1.5 s to durable). An error from it fails the upload like one from the final fsync.
 """
 
 from __future__ import annotations
@@ -17,12 +23,21 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from awscrt.checksums import crc64nvme
 
 from shoal.storage import faults
 
 READ_CHUNK = 1 << 20
+WRITE_BEHIND = 8 << 20
+# fdatasync waits on the disk, not the CPU: its own small pool, so it never queues behind hashing work.
+_flusher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-flush")
+
+
+def _flush(fd: int) -> None:
+    faults.check("fsync")
+    os.fdatasync(fd)
 
 
 def crc_hex(value: int) -> str:
@@ -68,6 +83,8 @@ class LocalBlobWriter:
         self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         self.size = 0  # bytes in the file
         self.crc = 0  # CRC64NVME of those bytes
+        self._flushed_to = 0  # the size when the last write-behind flush started
+        self._flushing: Future | None = None
 
     @property
     def check(self) -> tuple[str, int]:
@@ -83,6 +100,18 @@ class LocalBlobWriter:
             n = os.write(self._fd, view)
             view = view[n:]
             self.size += n
+        if self._store.durable and self.size - self._flushed_to >= WRITE_BEHIND and \
+                (self._flushing is None or self._flushing.done()):
+            if self._flushing is not None:
+                self._flushing.result()  # a failed flush fails the upload now
+            self._flushed_to = self.size
+            self._flushing = _flusher.submit(_flush, self._fd)
+
+    def _settle_flush(self) -> None:
+        """Wait for the write-behind flush, if one runs (the file must stay open until it is done)."""
+        flushing, self._flushing = self._flushing, None
+        if flushing is not None:
+            flushing.result()
 
     def copy_from(self, src_fd: int, offset: int, length: int) -> str:
         """Append a range of another file without writing the bytes through Python (they are read once, from
@@ -116,6 +145,7 @@ class LocalBlobWriter:
         assert self._fd is not None
         fd, self._fd = self._fd, None
         try:
+            self._settle_flush()
             if self._store.durable:
                 faults.check("fsync")
                 os.fsync(fd)
@@ -129,6 +159,10 @@ class LocalBlobWriter:
 
     def abort(self) -> None:
         if self._fd is not None:
+            try:
+                self._settle_flush()
+            except OSError:
+                pass  # the blob is being thrown away anyway
             os.close(self._fd)
             self._fd = None
         try:
