@@ -110,6 +110,9 @@ def parse_query(raw_query: str) -> list[tuple[str, str]]:
         if not item:
             continue
         name, _, value = item.partition("=")
+        if "%" not in item:
+            pairs.append((name, value))  # nothing to decode (most parameters): skip two unquote calls
+            continue
         try:
             pairs.append((unquote(name, errors="strict"), unquote(value, errors="strict")))
         except UnicodeDecodeError:
@@ -280,7 +283,8 @@ class S3App:
                 log.exception("internal error in %s %s", request.method, raw_path)
                 error = S3Error("InternalError")
             response = self._error_response(request, error, resource, request_id)
-        if not response.prepared:  # streamed responses set these themselves before sending headers
+        if not response.prepared and "x-amz-request-id" not in response.headers:
+            # Streamed responses, and S3 handlers' (see _s3), carry these already.
             response.headers.update(self.common_headers(request_id))
             for name, value in cors_headers.items():
                 response.headers.setdefault(name, value)
