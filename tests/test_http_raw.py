@@ -9,6 +9,7 @@ import http.client
 import os
 import signal
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -1124,3 +1125,48 @@ def test_server_stays_responsive_during_a_stalled_upload(raw, rb):
     finally:
         stalled.close()
     assert_absent(raw, rb, "stalled")
+
+
+# -- zero-copy GETs (shoal.http.zerocopy) ---------------------------------------------------------------------
+
+
+def _open_fds(server) -> int:
+    return len(os.listdir(f"/proc/{server.proc.pid}/fd"))
+
+
+def test_slow_reader_gets_every_byte_of_a_blob(raw, rb):
+    """A client reading slowly fills the socket buffer: the sender waits for it to drain, again and again."""
+    data = os.urandom(12 * 1024 * 1024)
+    assert raw.signed("PUT", f"/{rb}/slow", data).status == 200
+    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        s.sendall(_signed_get(raw, f"/{rb}/slow"))
+        received = bytearray()
+        while b"\r\n\r\n" not in received or len(received) - received.index(b"\r\n\r\n") - 4 < len(data):
+            chunk = s.recv(64 * 1024)
+            assert chunk, "the server closed the connection early"
+            received += chunk
+            if len(received) < 2 * 1024 * 1024:
+                time.sleep(0.002)  # slow at first: the server meets a full socket buffer many times
+        head, _, body = bytes(received).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and body == data
+        s.sendall(_signed_get(raw, f"/{rb}/slow"))  # and the connection still carries the next request
+        assert _read_response(s, "GET").body == data
+
+
+def test_reader_hanging_up_mid_blob_leaves_the_server_well(server, raw, rb):
+    data = os.urandom(16 * 1024 * 1024)
+    assert raw.signed("PUT", f"/{rb}/big", data).status == 200
+    get(raw, rb, "big")  # warm up: the server's own descriptors settle
+    before = _open_fds(server)
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+            s.sendall(_signed_get(raw, f"/{rb}/big"))
+            s.recv(100_000)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, not a clean FIN
+    assert get(raw, rb, "big").body == data
+    deadline = time.monotonic() + 5
+    while _open_fds(server) > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _open_fds(server) <= before  # no descriptor (socket duplicate, blob file) left behind

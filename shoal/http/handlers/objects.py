@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Mapping
 
 from aiohttp import web
 
 from shoal.errors import S3Error
-from shoal.http import xml
+from shoal.http import xml, zerocopy
 from shoal.http.app import S3Request, xml_response
 from shoal.s3 import checksums, integrity, objects, sse
 from shoal.s3.acl import GRANT_HEADERS
@@ -373,27 +374,21 @@ async def _send_pieces(req: S3Request, response: web.StreamResponse, record: Obj
 async def _send_range(req: S3Request, response: web.StreamResponse, f, offset: int, length: int) -> None:
     if length <= 0:
         return
-    loop = asyncio.get_running_loop()
     transport = req.http.transport
     if transport is None:
         raise ConnectionResetError
-    try:
-        await loop.sendfile(transport, f, offset, length)
-    except NotImplementedError:
-        left = length
-        while left > 0:
-            chunk = await loop.run_in_executor(None, _pread, f, min(left, 1 << 20), offset)
-            if not chunk:
-                raise OSError("blob shorter than its metadata") from None
-            await response.write(chunk)
-            offset += len(chunk)
-            left -= len(chunk)
-
-
-def _pread(f, n: int, offset: int) -> bytes:
-    import os
-
-    return os.pread(f.fileno(), n, offset)
+    if transport.get_extra_info("ssl_object") is None:
+        await zerocopy.send_range(transport, f.fileno(), offset, length)  # type: ignore[arg-type]
+        return
+    # TLS: the bytes must pass through the encryption, so they are read (on a worker thread) and written.
+    loop = asyncio.get_running_loop()
+    while length > 0:
+        chunk = await loop.run_in_executor(None, os.pread, f.fileno(), min(length, 1 << 20), offset)
+        if not chunk:
+            raise OSError("blob shorter than its metadata")
+        await response.write(chunk)
+        offset += len(chunk)
+        length -= len(chunk)
 
 
 async def head_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
