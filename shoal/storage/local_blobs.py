@@ -13,6 +13,7 @@ writeback waits for gigabytes of dirty memory or 30 seconds), so the disk would 
 the client would then wait for the whole file to reach it. Every ``WRITE_BEHIND`` bytes a background
 ``fdatasync`` sends what is written so far, so the disk works during the upload and the final fsync has little
 left (1 GiB here: 2.7 s -> 1.5 s to durable). An error from it fails the upload like one from the final fsync.
+Flushed ranges then leave the page cache (see ``_flush``), so a large upload cycles through a few MiB of it.
 """
 
 from __future__ import annotations
@@ -35,9 +36,14 @@ WRITE_BEHIND = 8 << 20
 _flusher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-flush")
 
 
-def _flush(fd: int) -> None:
+def _flush(fd: int, start: int, end: int) -> None:
     faults.check("fsync")
     os.fdatasync(fd)
+    # Written and durable: let the page cache drop [start, end) now. Those pages go straight back to the next
+    # writes, where a page cache that keeps growing takes never-used memory, which costs the most to hand out
+    # (on this VM 2-3 ms of kernel time per MiB against 0.35: single-stream PUT 350-550 -> 650 MB/s). Large
+    # objects are read back from the disk then, as with MinIO's O_DIRECT writes; small ones never get here.
+    os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
 
 
 def crc_hex(value: int) -> str:
@@ -104,8 +110,8 @@ class LocalBlobWriter:
                 (self._flushing is None or self._flushing.done()):
             if self._flushing is not None:
                 self._flushing.result()  # a failed flush fails the upload now
-            self._flushed_to = self.size
-            self._flushing = _flusher.submit(_flush, self._fd)
+            start, self._flushed_to = self._flushed_to, self.size
+            self._flushing = _flusher.submit(_flush, self._fd, start, self.size)
 
     def _settle_flush(self) -> None:
         """Wait for the write-behind flush, if one runs (the file must stay open until it is done)."""
