@@ -283,6 +283,16 @@ def test_encoding_type_url_round_trip(s3, bucket):
     assert [v["Key"] for v in versions["Versions"]] == sorted(AWKWARD)
 
 
+def test_awkward_prefixes_are_echoed_as_given(s3, bucket):
+    """boto3 lists with encoding-type=url and decodes what S3 encodes; the Prefix a V1 listing echoes is not
+    encoded (botocore does not decode it), the V2 one is."""
+    put_keys(s3, bucket, AWKWARD)
+    for prefix in ("new\n", "\n", "a b", "caf\u00e9", "a%20"):
+        assert s3.list_objects(Bucket=bucket, Prefix=prefix)["Prefix"] == prefix
+        assert s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Prefix"] == prefix
+    assert keys_of(s3.list_objects(Bucket=bucket, Prefix="new\n")) == ["new\nline"]
+
+
 def test_invalid_encoding_type(s3, bucket):
     with pytest.raises(ClientError) as e:
         s3.list_objects_v2(Bucket=bucket, EncodingType="base64")

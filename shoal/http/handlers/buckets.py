@@ -140,7 +140,9 @@ async def list_objects(svc: S3Service, req: S3Request) -> web.StreamResponse:
     prefix, delimiter, marker = q.get("prefix", ""), q.get("delimiter", ""), q.get("marker", "")
     max_keys = listing.parse_max_keys(q.get("max-keys"))
     page = listing.list_objects(svc, req.identity, req.bucket, prefix, delimiter, marker, max_keys)
-    inner = xml.el("Name", req.bucket) + f"<Prefix>{enc(prefix)}</Prefix>" + f"<Marker>{enc(marker)}</Marker>"
+    # As S3 (and botocore, which decodes the other fields but not this one): ListObjects (V1) never URL-encodes
+    # the Prefix it echoes, even with encoding-type=url.
+    inner = xml.el("Name", req.bucket) + xml.el("Prefix", prefix) + f"<Marker>{enc(marker)}</Marker>"
     inner += xml.el("MaxKeys", max_keys)
     if delimiter:
         inner += f"<Delimiter>{enc(delimiter)}</Delimiter>"
