@@ -314,3 +314,20 @@ def test_slow_clients_time_out_without_starving_others(make_server):
     assert tmp_files(srv) == []
     with pytest.raises(ClientError):
         s3.head_object(Bucket="bkt", Key="stalled")
+
+
+def test_slow_but_steady_body_is_not_a_stall(make_server):
+    """--body-timeout is how long a body may stall, not how long a buffer takes to fill: a large upload that keeps
+    arriving (here ~400 KiB/s with a 1 s timeout) completes, also when the server receives it past aiohttp."""
+    srv = make_server(args=["--body-timeout", "1"])
+    s3 = one_shot_client(srv.endpoint)
+    s3.create_bucket(Bucket="bkt")
+    body = os.urandom(2 * MiB)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(signed_put_head(srv.port, "steady", len(body)))
+        for i in range(0, len(body), 16 * 1024):
+            sock.sendall(body[i : i + 16 * 1024])
+            time.sleep(0.04)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert s3.get_object(Bucket="bkt", Key="steady")["Body"].read() == body

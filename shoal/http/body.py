@@ -97,6 +97,8 @@ class _Receiver(asyncio.BufferedProtocol):
         self._filled = 0
         self._waiter: asyncio.Future[None] | None = None
         self._error: S3Error | None = None
+        self._deadline: asyncio.Timeout | None = None  # the running fill's stall timeout, pushed back on progress
+        self._timeout: float | None = None
 
     def get_buffer(self, sizehint: int) -> memoryview:
         assert self._view is not None  # reading is paused whenever there is no buffer to fill
@@ -105,9 +107,28 @@ class _Receiver(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         self._filled += nbytes
         assert self._view is not None
+        if self._deadline is not None and self._timeout is not None:
+            # The body timeout is about a client that stalls, not a slow one: every receipt restarts it.
+            self._deadline.reschedule(asyncio.get_running_loop().time() + self._timeout)
         if self._filled == len(self._view):
-            self._transport.pause_reading()
+            self._pause()
             self._wake()
+
+    def _pause(self) -> None:
+        # A connection torn down under us (TLS transports lose their protocol object first) keeps the error that
+        # ended the read, rather than raising from the transport.
+        if not self._transport.is_closing():
+            try:
+                self._transport.pause_reading()
+            except (AttributeError, RuntimeError):
+                pass
+
+    def _resume(self) -> None:
+        if not self._transport.is_closing():
+            try:
+                self._transport.resume_reading()
+            except (AttributeError, RuntimeError):
+                self._fail(S3Error("IncompleteBody"))
 
     def eof_received(self) -> bool | None:
         self._fail(S3Error("IncompleteBody"))
@@ -139,13 +160,23 @@ class _Receiver(asyncio.BufferedProtocol):
             raise self._error
         self._view, self._filled = view, 0
         self._waiter = asyncio.get_running_loop().create_future()
-        self._transport.resume_reading()
+        self._timeout = timeout
+        if self._transport.is_closing():
+            self._fail(S3Error("IncompleteBody"))
+        self._resume()
         try:
-            await _within(timeout, self._waiter)
+            if timeout is None:
+                await self._waiter
+            else:
+                async with asyncio.timeout(timeout) as self._deadline:
+                    await self._waiter
+        except TimeoutError:
+            raise S3Error("RequestTimeout") from None
         finally:
-            self._transport.pause_reading()
+            self._pause()
             self._view = None
             self._waiter = None
+            self._deadline = None
         if self._error is not None:
             raise self._error
         self.remaining -= self._filled
@@ -158,7 +189,10 @@ class _Receiver(asyncio.BufferedProtocol):
         handler = self._handler
         if self._transport.is_closing():
             return
-        self._transport.set_protocol(handler)  # type: ignore[arg-type]
+        try:
+            self._transport.set_protocol(handler)  # type: ignore[arg-type]
+        except (AttributeError, RuntimeError):  # torn down meanwhile: nothing left to give back
+            return
         renew = getattr(handler, "renew_parser", None)
         if complete and renew is not None and renew():
             handler.resume_reading(resume_parser=False)  # type: ignore[attr-defined]
