@@ -192,3 +192,30 @@ def test_copy_frees_independently(make_server):
     s3 = client(srv.endpoint)
     assert s3.get_object(Bucket="bkt", Key="dst")["Body"].read() == data
     assert len(blob_files(srv)) == 1
+
+
+@pytest.mark.parametrize("returning", [True, False])
+def test_unversioned_overwrite_frees_the_old_blob_with_or_without_returning(tmp_path, monkeypatch, returning):
+    """SQLite older than 3.35 (still shipped by some distributions) has no DELETE ... RETURNING: both ways of
+    replacing a null version keep the new blob and hand the old ones to garbage collection."""
+    import asyncio
+
+    import shoal.storage.sqlite_meta as sqlite_meta
+    from shoal.storage.records import Bucket, ObjectRecord, Segment
+
+    monkeypatch.setattr(sqlite_meta, "_HAS_RETURNING", returning)
+    meta = sqlite_meta.SqliteMetadataStore(str(tmp_path / "meta.sqlite3"))
+    try:
+        meta.create_bucket_sync(Bucket("bkt", "owner", time.time()))
+
+        async def overwrite() -> None:
+            for i in range(3):
+                await meta.put_object(ObjectRecord(bucket="bkt", key="k", version_id="null", size=1, etag="e",
+                                                   last_modified=time.time(), meta={},
+                                                   segments=[Segment(f"blob{i}", 1)]))
+
+        asyncio.run(overwrite())
+        assert [s.blob_id for s in meta.get_object("bkt", "k").segments] == ["blob2"]
+        assert sorted(meta.garbage(10)) == ["blob0", "blob1"]
+    finally:
+        meta.close()

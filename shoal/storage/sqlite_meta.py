@@ -107,6 +107,8 @@ INSERT OR IGNORE INTO generations(name, value) VALUES ('buckets', 0);
 """
 
 _OBJECT_COLUMNS = "bucket, key, version_id, size, etag, mtime, delete_marker, meta, segments, seq, is_latest"
+# RETURNING came with SQLite 3.35 (2021); Python links the system's library, which may be older (Ubuntu 20.04).
+_HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 
 
 def _dumps(value: Any) -> str:
@@ -647,8 +649,13 @@ def _put_object(
     _check_precondition(conn, r.bucket, r.key, if_match, if_none_match)
     if r.version_id == "null":
         # The replaced null version: only its blobs matter here (no need to read and decode the whole row).
-        row = conn.execute("DELETE FROM versions WHERE bucket=? AND key=? AND version_id='null' RETURNING segments",
-                           (r.bucket, r.key)).fetchone()
+        if _HAS_RETURNING:
+            row = conn.execute("DELETE FROM versions WHERE bucket=? AND key=? AND version_id='null' "
+                               "RETURNING segments", (r.bucket, r.key)).fetchone()
+        else:
+            row = conn.execute("SELECT segments FROM versions WHERE bucket=? AND key=? AND version_id='null'",
+                               (r.bucket, r.key)).fetchone()
+            conn.execute("DELETE FROM versions WHERE bucket=? AND key=? AND version_id='null'", (r.bucket, r.key))
         if row is not None:
             keep = r.blob_ids()
             _release_blobs(conn, [b for b, _ in json.loads(row[0]) if b not in keep])
