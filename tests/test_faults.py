@@ -331,3 +331,27 @@ def test_slow_but_steady_body_is_not_a_stall(make_server):
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     assert s3.get_object(Bucket="bkt", Key="steady")["Body"].read() == body
+
+
+def test_failure_midway_through_a_large_body_is_answered_not_reset(faulty):
+    """The disk fills while a large body is still arriving: a client that sends the whole body before reading
+    (as botocore does) reads a clean 503 with Retry-After, not a connection reset for its unread bytes."""
+    srv, _, faults = faulty
+    size, piece = 24 * MiB, os.urandom(MiB)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(signed_put_head(srv.port, "midway", size))
+        sock.sendall(piece)
+        time.sleep(0.3)  # the first MiB is written before the disk "fills"
+        faults.set(write="ENOSPC")
+        for _ in range(size // MiB - 1):
+            sock.sendall(piece)  # a reset would raise ConnectionResetError here
+        answer = b""
+        while b"</Error>" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    faults.set()
+    assert answer.startswith(b"HTTP/1.1 503"), answer[:300]
+    assert b"Retry-After" in answer and b"<Code>ServiceUnavailable</Code>" in answer
+    assert tmp_files(srv) == []

@@ -233,7 +233,7 @@ class S3App:
             body = request.get("shoal.body")
             # Part of the body was taken straight from the socket and the rest was not (the request failed
             # midway): the connection cannot carry another request.
-            abandoned = body is not None and body.abandon()
+            abandoned = body is not None and await body.abandon()
         if self.draining or abandoned:
             response.force_close()
         return response

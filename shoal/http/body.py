@@ -22,6 +22,7 @@ MAX_CHUNK_HEADER = 4096
 # A plain body with at least this much still to arrive is received straight into the reader's buffer (see
 # _Receiver); below it aiohttp's own buffering costs little and the connection stays as aiohttp left it.
 DIRECT_MIN = 256 << 10
+DRAIN_LIMIT = 64 << 20  # at most this much of a failed upload's rest is read (and dropped) before answering
 MAX_TRAILER_BYTES = 16 * 1024
 
 
@@ -182,6 +183,16 @@ class _Receiver(asyncio.BufferedProtocol):
         self.remaining -= self._filled
         return self._filled
 
+    @property
+    def broken(self) -> bool:
+        return self._error is not None or self._transport.is_closing()
+
+    async def discard(self, timeout: float | None) -> None:
+        """Read the rest of the body into a scratch buffer and drop it."""
+        scratch = memoryview(bytearray(min(self.remaining, 256 << 10)))
+        while self.remaining > 0:
+            await self.fill(scratch[: min(len(scratch), self.remaining)], timeout)
+
     def give_back(self, complete: bool) -> None:
         """Return the connection to aiohttp. ``complete``: the whole body was read, and the connection may carry
         the next request if aiohttp's parser (still expecting the body we took) can be replaced; otherwise it is
@@ -315,11 +326,21 @@ class PlainBody:
         if not self._stream.is_eof():
             self._stream.feed_eof()  # aiohttp must not wait for (or linger over) the bytes we took
 
-    def abandon(self) -> bool:
-        """The request is answered: if the body was being received directly and not to its end, give the
-        connection back to aiohttp to be closed after the response. True if it must close."""
-        if self._receiver is None:
+    async def abandon(self) -> bool:
+        """The request is answered without all of a body that was being received directly (it failed midway):
+        give the connection back to aiohttp, to be closed after the response. True if it must close.
+
+        The client is most likely still sending (most write the whole body before reading): the rest is read and
+        discarded first, up to DRAIN_LIMIT bytes and each receipt within the body timeout, so that it reads the
+        answer (a 503 with Retry-After, say) rather than meeting a connection reset for unread bytes."""
+        receiver = self._receiver
+        if receiver is None:
             return False
+        if 0 < receiver.remaining <= DRAIN_LIMIT and not receiver.broken:
+            try:
+                await receiver.discard(self.timeout)
+            except S3Error:
+                pass  # stalled or gone: close without waiting any longer
         self._release(complete=False)
         return True
 
