@@ -308,9 +308,15 @@ class PlainBody:
         if (transport is None or stream.is_eof() or stream.exception() is not None or transport.is_closing()
                 or not hasattr(transport, "set_protocol") or getattr(protocol, "_upgraded", False)):
             return None
+        # Bytes received but held back by aiohttp (its parser's tail, a paused message queue) would be skipped:
+        # take over only when nothing of the kind is visible. (The length check below cannot see them: it counts
+        # what reached the reader.)
+        parser = getattr(protocol, "_parser", None)
+        if getattr(parser, "_tail", b"") or getattr(protocol, "_message_tail", b"") \
+                or getattr(protocol, "_buffer_paused", False):
+            return None
         assert self.length is not None
         on_wire = self.length - stream.total_bytes  # not yet received from the socket
-        # Everything aiohttp received went to the reader: if not, some bytes are somewhere we do not know of.
         if on_wire != self._remaining - drained or on_wire < DIRECT_MIN:
             return None
         receiver = _Receiver(transport, protocol, on_wire)
