@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,6 +34,33 @@ def buffer_size() -> int:
     """This upload's handoff size: 1 MiB alone, shrinking (to 128 KiB) as concurrent uploads share the budget."""
     share = BUFFER_BUDGET // max(1, _active_blob_uploads)
     return max(MIN_BUFFER, min(BUFFER, share))
+
+
+# Hashing and writing of body buffers run on this pool rather than the loop's default executor: its futures let an
+# upload that ends early (an error, or its task cancelled at shutdown) wait until no worker thread still reads its
+# buffers or writes its file. asyncio can cancel the wait for a thread's call, not the call itself.
+_WORKERS = concurrent.futures.ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 1) + 4),
+                                                 thread_name_prefix="ingest")
+
+
+class _Work:
+    """The worker-thread calls one upload started."""
+
+    def __init__(self) -> None:
+        self._started: list[concurrent.futures.Future] = []
+
+    def start(self, fn, *args) -> asyncio.Future:
+        call = _WORKERS.submit(fn, *args)
+        self._started = [c for c in self._started if not c.done()] + [call]
+        waiter = asyncio.wrap_future(call)
+        waiter.add_done_callback(lambda f: f.cancelled() or f.exception())  # an early end explains any error
+        return waiter
+
+    def wait(self) -> None:
+        """Block until none of them still runs: on the way out of a failed upload, before its buffers are reused
+        and its file is closed (at most one buffer's hashing and writing)."""
+        concurrent.futures.wait(self._started)
+        self._started = []
 
 
 POOL_LIMIT = 8 << 20  # bytes of idle buffers kept for the next uploads
@@ -138,13 +167,13 @@ async def _settle(futures: tuple[asyncio.Future, ...]) -> None:
         raise error
 
 
-async def _ingest_direct(body: DirectBody, hashers: _Hashers, writer: BlobWriter, max_size: int) -> int:
+async def _ingest_direct(body: DirectBody, hashers: _Hashers, writer: BlobWriter, max_size: int,
+                         work: _Work) -> int:
     """Stream a body into ``writer`` through two reused buffers: while one is filled from the socket, the other is
     hashed on one worker thread and written (with the blob's CRC) on another. MD5 and the write each take about
     as long as receiving, so running all three at once is what lets a single upload use both cores. Returns the
     size."""
     global _direct_in_use
-    loop = asyncio.get_running_loop()
     # Two buffers per upload, both out of the shared budget: a fair share of it while uploads start together
     # (they all count as active before the first reaches here), never more than what is left of it.
     share = min(BUFFER_BUDGET // (2 * max(1, _active_blob_uploads)), (BUFFER_BUDGET - _direct_in_use) // 2)
@@ -167,17 +196,12 @@ async def _ingest_direct(body: DirectBody, hashers: _Hashers, writer: BlobWriter
             await _settle(pending)
             pending = ()
             filled = view[:n]
-            pending = (loop.run_in_executor(None, hashers.update, filled),
-                       loop.run_in_executor(None, writer.write, filled))
+            pending = (work.start(hashers.update, filled), work.start(writer.write, filled))
             turn ^= 1
         await _settle(pending)
         pending = ()
     finally:
-        # The buffers go back to the pool only once no worker thread can still be reading them.
-        try:
-            await _settle(pending)
-        except BaseException:
-            pass
+        work.wait()  # the buffers go back to the pool only once no worker thread can still be reading them
         _direct_in_use -= 2 * size_each
         for buf in buffers:
             _return_buffer(buf)
@@ -201,6 +225,7 @@ async def ingest(
         raise S3Error("EntityTooLarge", ProposedSize=str(declared), MaxSizeAllowed=str(max_size))
     hashers = _Hashers(algorithms, body.wants_sha256)
     loop = asyncio.get_running_loop()
+    work = _Work()
     buffer = bytearray()
     size = 0
     writer: BlobWriter | None = None
@@ -222,7 +247,7 @@ async def ingest(
                 writer = await loop.run_in_executor(None, new_writer)
                 counted = True
                 _active_blob_uploads += 1
-            size = await _ingest_direct(body, hashers, writer, max_size)  # type: ignore[arg-type]
+            size = await _ingest_direct(body, hashers, writer, max_size, work)  # type: ignore[arg-type]
         while True:
             data = await body.read()
             if not data:
@@ -240,7 +265,7 @@ async def ingest(
                     await pending
                 # Hand the filled buffer itself to the worker (no copy) and start a fresh one.
                 chunk, buffer = buffer, bytearray()
-                pending = loop.run_in_executor(None, hashers.update_and_write, chunk, writer)
+                pending = work.start(hashers.update_and_write, chunk, writer)
         if pending is not None:
             await pending
             pending = None
@@ -251,15 +276,11 @@ async def ingest(
             if dek is not None:
                 salt, inline = blocks.seal_inline(dek, inline)
         elif buffer:
-            await loop.run_in_executor(None, hashers.update_and_write, buffer, writer)
+            await work.start(hashers.update_and_write, buffer, writer)
         if hashers.sha256 is not None:
             body.check_sha256(hashers.sha256.hexdigest())
     except BaseException:
-        if pending is not None:
-            try:
-                await pending
-            except Exception:
-                pass
+        work.wait()  # no worker thread may still write to the file being aborted
         if writer is not None:
             writer.abort()
         raise
