@@ -350,7 +350,8 @@ class ShoalConfig(_Strict):
              "connections and slowloris clients are closed).")
     body_timeout: float = setting(
         60.0, gt=0, flag="--body-timeout", env=("SHOAL_BODY_TIMEOUT",), metavar="SECONDS",
-        help="Seconds a request body may stall before the request fails with RequestTimeout.")
+        help="Seconds a client may stall mid-transfer: a request body that stops arriving fails with "
+             "RequestTimeout; a response it stops reading is cut off.")
     master_key: SecretStr | None = setting(
         flag="--master-key", env=("SHOAL_MASTER_KEY",), metavar="BASE64", secret=True,
         help="Server-side encryption master key (base64 of 32 bytes). Default: generated once in "

@@ -355,3 +355,29 @@ def test_failure_midway_through_a_large_body_is_answered_not_reset(faulty):
     assert answer.startswith(b"HTTP/1.1 503"), answer[:300]
     assert b"Retry-After" in answer and b"<Code>ServiceUnavailable</Code>" in answer
     assert tmp_files(srv) == []
+
+
+def test_reader_that_stops_reading_is_cut_off(make_server):
+    """A GET whose client stops reading mid-body is aborted after --body-timeout, freeing the blob file and the
+    socket, rather than holding them for as long as the client keeps the connection open."""
+    srv = make_server(args=["--body-timeout", "1"])
+    s3 = one_shot_client(srv.endpoint)
+    s3.create_bucket(Bucket="bkt")
+    data = os.urandom(32 * MiB)
+    s3.put_object(Bucket="bkt", Key="big", Body=data)
+    fds = lambda: len(os.listdir(f"/proc/{srv.proc.pid}/fd"))  # noqa: E731
+    s3.get_object(Bucket="bkt", Key="big")["Body"].read()
+    before = fds()
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "bkt", "Key": "big"})
+    path = url.split(str(srv.port), 1)[1]
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n\r\n".encode())
+        sock.recv(65536)  # the headers and a little of the body; then nothing more is read
+        started = time.monotonic()
+        assert fds() > before  # the GET holds its blob file (and a socket duplicate) while it waits
+        while fds() > before and time.monotonic() - started < 8:
+            time.sleep(0.2)
+        assert fds() <= before, "still holding the blob file after the body timeout"
+        assert time.monotonic() - started < 5
+    assert s3.get_object(Bucket="bkt", Key="big")["Body"].read() == data

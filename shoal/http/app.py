@@ -50,6 +50,7 @@ class S3Request:
     body: object
     request_id: str
     response_headers: dict[str, str] = field(default_factory=dict)
+    stall_timeout: float | None = None  # seconds the client may stop reading a response body (--body-timeout)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -413,7 +414,8 @@ class S3App:
         if handler is None:
             raise S3Error("NotImplemented", f"{route.operation} is not implemented by Shoal yet.")
         s3req = S3Request(request, request.method, route.bucket, route.key, route.operation, query, headers,
-                          identity, body, request_id, self.common_headers(request_id) | cors_headers)
+                          identity, body, request_id, self.common_headers(request_id) | cors_headers,
+                          self.body_timeout)
         response = await handler(self.service, s3req)
         if not response.prepared:
             for name, value in s3req.response_headers.items():

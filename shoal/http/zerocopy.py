@@ -14,8 +14,11 @@ import asyncio
 import os
 
 
-async def send_range(transport: asyncio.Transport, fd: int, offset: int, count: int) -> None:
-    """Send ``count`` bytes of file ``fd`` from ``offset``; raises ConnectionError if the client goes away."""
+async def send_range(transport: asyncio.Transport, fd: int, offset: int, count: int,
+                     stall_timeout: float | None = None) -> None:
+    """Send ``count`` bytes of file ``fd`` from ``offset``; raises ConnectionError if the client goes away, or
+    stops reading for ``stall_timeout`` seconds (the connection is then aborted: a client that holds a response
+    open without reading would otherwise pin a task, the blob's file and a socket for good)."""
     loop = asyncio.get_running_loop()
     sock = transport.get_extra_info("socket")
     if sock is None:
@@ -25,7 +28,7 @@ async def send_range(transport: asyncio.Transport, fd: int, offset: int, count: 
         while transport.get_write_buffer_size():  # the headers (or a body prefix) still queued: they go first
             if transport.is_closing():
                 raise ConnectionResetError
-            await _writable(loop, out)
+            await _writable(loop, out, transport, stall_timeout)
             await asyncio.sleep(0)  # the transport's own write callback runs in this loop turn
         while count > 0:
             if transport.is_closing():
@@ -33,7 +36,7 @@ async def send_range(transport: asyncio.Transport, fd: int, offset: int, count: 
             try:
                 sent = os.sendfile(out, fd, offset, count)
             except BlockingIOError:
-                await _writable(loop, out)
+                await _writable(loop, out, transport, stall_timeout)
                 continue
             if sent == 0:
                 raise OSError("blob shorter than its metadata")
@@ -43,7 +46,8 @@ async def send_range(transport: asyncio.Transport, fd: int, offset: int, count: 
         os.close(out)
 
 
-async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int, transport: asyncio.Transport,
+                    stall_timeout: float | None) -> None:
     waiter = loop.create_future()
 
     def ready() -> None:
@@ -52,6 +56,10 @@ async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
 
     loop.add_writer(fd, ready)
     try:
-        await waiter
+        async with asyncio.timeout(stall_timeout):
+            await waiter
+    except TimeoutError:
+        transport.abort()
+        raise ConnectionAbortedError("the client stopped reading") from None
     finally:
         loop.remove_writer(fd)

@@ -378,7 +378,8 @@ async def _send_range(req: S3Request, response: web.StreamResponse, f, offset: i
     if transport is None:
         raise ConnectionResetError
     if transport.get_extra_info("ssl_object") is None:
-        await zerocopy.send_range(transport, f.fileno(), offset, length)  # type: ignore[arg-type]
+        await zerocopy.send_range(transport, f.fileno(), offset, length,  # type: ignore[arg-type]
+                                  req.stall_timeout)
         return
     # TLS: the bytes must pass through the encryption, so they are read (on a worker thread) and written.
     loop = asyncio.get_running_loop()
