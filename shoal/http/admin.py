@@ -28,13 +28,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from urllib.parse import unquote
 
 from aiohttp import web
 
 from shoal.auth.users import UserDirectory
 from shoal.errors import S3Error
+from shoal.http.app import new_request_id
 
 log = logging.getLogger("shoal.admin")
 
@@ -82,7 +82,7 @@ def _not_allowed(method: str) -> S3Error:
 
 
 async def handle(app, request: web.BaseRequest, raw_path: str, raw_query: str, cont) -> web.StreamResponse:
-    request_id = os.urandom(8).hex().upper()
+    request_id = new_request_id()
     try:
         identity, body = await app.authenticate_plain(request, raw_path, raw_query, cont)
         if identity is None or not identity.is_admin:

@@ -7,6 +7,7 @@ sits on the data path.
 from __future__ import annotations
 
 import base64
+import itertools
 import logging
 import os
 import re
@@ -101,6 +102,16 @@ def error_document(error: S3Error, resource: str, request_id: str, host_id: str)
     inner += "".join(xml.el(k, xml.printable(v)) for k, v in error.extra.items())
     inner += xml.el("Resource", resource) + xml.el("RequestId", request_id) + xml.el("HostId", host_id)
     return xml.document("Error", inner, namespace=False)
+
+
+_ID_PREFIX = os.urandom(4).hex().upper()  # this process's: ids stay unique across workers and restarts
+_id_counter = itertools.count()
+
+
+def new_request_id() -> str:
+    """A 16-hex-digit x-amz-request-id, unique per process. Not random per request: os.urandom gives up the GIL,
+    and taking it back behind busy threads cost ~10 µs a request under load."""
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFF:08X}"
 
 
 def parse_query(raw_query: str) -> list[tuple[str, str]]:
@@ -198,7 +209,7 @@ def protocol_error_handler(app: S3App) -> type:
                                 status=status)
             else:
                 error = S3Error("InternalError")
-            request_id = os.urandom(8).hex().upper()
+            request_id = new_request_id()
             response = web.Response(status=error.status, body=error_document(error, "", request_id, app.host_id),
                                     content_type="application/xml", headers=app.common_headers(request_id))
             response.force_close()
@@ -242,7 +253,7 @@ class S3App:
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         context.current.set(None)  # nothing from an earlier request on this connection carries over
         started = time.perf_counter()
-        request_id = os.urandom(8).hex().upper()
+        request_id = new_request_id()
         raw_path, _, raw_query = request.raw_path.partition("?")
         resource = raw_path
         operation = "-"
