@@ -34,6 +34,10 @@ class Response:
     def code(self) -> str | None:
         return error_field(self.body, "Code")
 
+    @property
+    def message(self) -> str | None:
+        return error_field(self.body, "Message")
+
     def __repr__(self) -> str:
         return f"Response({self.status}, {self.headers}, {self.body[:400]!r})"
 

@@ -16,7 +16,6 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import boto3
@@ -26,29 +25,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from conftest import ALT, ROOT
-from rawhttp import check_common_headers, error_field, signing_key
+from rawhttp import Response, check_common_headers, error_field, signing_key
 
 # -- building and sending forms -----------------------------------------------------------------------------
 
 File = bytes | tuple[str, bytes] | tuple[str, bytes, str]  # content, or (filename, content[, content type])
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-    @property
-    def code(self) -> str | None:
-        return error_field(self.body, "Code")
-
-    @property
-    def message(self) -> str | None:
-        return error_field(self.body, "Message")
-
-    def __repr__(self) -> str:
-        return f"Reply({self.status}, {self.headers}, {self.body[:500]!r})"
 
 
 def _part_header(boundary: str, name: str, filename: str | None = None, content_type: str | None = None) -> bytes:
@@ -86,7 +67,7 @@ def encode_form(fields: Iterable[tuple[str, str]], file: File | None, after: Ite
     return f"multipart/form-data; boundary={boundary}", stream(), len(head) + size + 2 + len(tail)
 
 
-def send(url: str, content_type: str, pieces, length: int, headers: dict[str, str] | None = None) -> Reply:
+def send(url: str, content_type: str, pieces, length: int, headers: dict[str, str] | None = None) -> Response:
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     try:
@@ -100,7 +81,7 @@ def send(url: str, content_type: str, pieces, length: int, headers: dict[str, st
             conn.send(piece)
         resp = conn.getresponse()
         body = resp.read()
-        reply = Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
+        reply = Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
     finally:
         conn.close()
     if reply.status != 303:
@@ -109,7 +90,7 @@ def send(url: str, content_type: str, pieces, length: int, headers: dict[str, st
 
 
 def post(url: str, fields: Iterable[tuple[str, str]] | dict[str, str], file: File | None = b"hello",
-         after: Iterable[tuple[str, str]] = (), headers: dict[str, str] | None = None) -> Reply:
+         after: Iterable[tuple[str, str]] = (), headers: dict[str, str] | None = None) -> Response:
     items = list(fields.items()) if isinstance(fields, dict) else list(fields)
     content_type, pieces, length = encode_form(items, file, after)
     return send(url, content_type, pieces, length, headers)
