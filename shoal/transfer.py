@@ -213,6 +213,13 @@ def is_md5_etag(etag: str) -> bool:
 def spool_stream(body, on_bytes: Callable[[int], None]):
     """A streaming body into a spooled temp file: (file rewound, md5 digest, size)."""
     out = tempfile.SpooledTemporaryFile(max_size=SPOOL)  # noqa: SIM115 (the caller closes it)
+    md5, size = copy_body(body, out, on_bytes)
+    out.seek(0)
+    return out, md5, size
+
+
+def copy_body(body, out, on_bytes: Callable[[int], None]) -> tuple[bytes, int]:
+    """Copy a streaming body into ``out`` (and close it), hashing as it goes: (md5 digest, size)."""
     md5 = hashlib.md5()
     size = 0
     try:
@@ -223,8 +230,7 @@ def spool_stream(body, on_bytes: Callable[[int], None]):
             on_bytes(len(chunk))
     finally:
         body.close()
-    out.seek(0)
-    return out, md5.digest(), size
+    return md5.digest(), size
 
 
 def file_etag(path: str, part_size: int | None) -> str:
@@ -670,16 +676,9 @@ def download_object(client, bucket: str, key: str, etag: str, path: str, on_byte
             for number in range(1, max(parts, 1) + 1):
                 extra = {"PartNumber": number} if multipart and parts else {}
                 body = client.get_object(Bucket=bucket, Key=key, IfMatch=f'"{etag}"', **extra)["Body"]
-                md5 = hashlib.md5()
-                try:
-                    while chunk := body.read(CHUNK):
-                        md5.update(chunk)
-                        out.write(chunk)
-                        total += len(chunk)
-                        on_bytes(len(chunk))
-                finally:
-                    body.close()
-                digests.append(md5.digest())
+                digest, size = copy_body(body, out, on_bytes)
+                digests.append(digest)
+                total += size
         computed = etag_of(digests, multipart and parts > 0)
         if (multipart and parts and computed != etag) or (not multipart and is_md5_etag(etag) and computed != etag):
             raise RuntimeError(f"checksum mismatch: computed {computed}, ETag {etag}")
