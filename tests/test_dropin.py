@@ -275,6 +275,10 @@ def test_metrics_and_json_access_log(make_server):
     assert metric(first, "shoal_bucket_bytes", bucket="measured") == 3000
     assert metric(first, "shoal_disk_free_bytes") > 0
     assert metric(first, "shoal_request_duration_seconds_count", operation="PutObject") == 3
+    # Tallied per request, added to the histogram in batches: buckets are cumulative, the sum is the real one.
+    assert metric(first, "shoal_request_duration_seconds_bucket", operation="PutObject", le="+Inf") == 3
+    assert metric(first, "shoal_request_duration_seconds_bucket", operation="PutObject", le="60.0") == 3
+    assert 0 < metric(first, "shoal_request_duration_seconds_sum", operation="PutObject") < 30
     s3.get_object(Bucket="measured", Key="k0")["Body"].read()
     with pytest.raises(ClientError):
         s3.get_object(Bucket="measured", Key="missing")
@@ -299,7 +303,10 @@ def test_metrics_are_server_wide_with_workers(make_server):
     s3.create_bucket(Bucket="many")
     for i in range(20):
         s3.put_object(Bucket="many", Key=f"k{i}", Body=b"y")
-    for _ in range(4):  # whichever worker answers, the counts are the sum over both
+    # Whichever worker answers, the counts are the sum over both: the other worker's requests show up within a
+    # second (each worker adds its tallies to the shared files in batches).
+    time.sleep(1.2)
+    for _ in range(4):
         samples = scrape(srv.endpoint)
         assert metric(samples, "shoal_requests_total", operation="PutObject", status="200") == 20
         assert metric(samples, "shoal_bucket_objects", bucket="many") == 20

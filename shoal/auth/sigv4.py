@@ -41,9 +41,15 @@ def _quote(value: str, safe: str) -> str:
     return quote(value, safe=safe)
 
 
+@lru_cache(maxsize=8192)
+def _encoded_pair(name: str, value: str) -> tuple[str, str]:
+    # Cached: presigned URLs repeat their X-Amz-* parameters (all but the signature, which is never encoded).
+    return uri_encode(name), uri_encode(value)
+
+
 def canonical_query(params: Iterable[tuple[str, str]], *, skip: str | None = None) -> str:
-    pairs = sorted((uri_encode(k), uri_encode(v)) for k, v in params if k != skip)
-    return "&".join(f"{k}={v}" for k, v in pairs)
+    pairs = sorted(_encoded_pair(k, v) for k, v in params if k != skip)
+    return "&".join([f"{k}={v}" for k, v in pairs])
 
 
 def canonical_headers(headers: Mapping[str, list[str]], signed: list[str]) -> str:

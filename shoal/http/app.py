@@ -7,6 +7,7 @@ sits on the data path.
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import logging
 import os
@@ -21,7 +22,7 @@ from multidict import CIMultiDictProxy
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
 from shoal.http import xml
-from shoal.http.authenticate import RequestView, authenticate, expects_continue
+from shoal.http.authenticate import HeaderLists, RequestView, authenticate, expects_continue
 from shoal.http.routing import resolve, split_target
 from shoal.s3 import context, cors
 from shoal.s3.service import S3Service
@@ -115,27 +116,34 @@ def new_request_id() -> str:
 
 
 def parse_query(raw_query: str) -> list[tuple[str, str]]:
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     if not raw_query:
         return pairs
     for item in raw_query.split("&"):
         if not item:
             continue
-        name, _, value = item.partition("=")
         if "%" not in item:
+            name, _, value = item.partition("=")
             pairs.append((name, value))  # nothing to decode (most parameters): skip two unquote calls
             continue
         try:
-            pairs.append((unquote(name, errors="strict"), unquote(value, errors="strict")))
+            pairs.append(_decoded_item(item))
         except UnicodeDecodeError:
             raise S3Error("InvalidURI") from None
     return pairs
 
 
+@functools.lru_cache(maxsize=4096)
+def _decoded_item(item: str) -> tuple[str, str]:
+    # Cached: encoded parameters repeat from request to request (a presigned URL's X-Amz-Credential, prefixes).
+    name, _, value = item.partition("=")
+    return unquote(name, errors="strict"), unquote(value, errors="strict")
+
+
 def _request_context(
     request: web.BaseRequest, view: RequestView, query: dict[str, str], signed: bool
 ) -> context.RequestContext:
-    headers = {name: values[0] for name, values in view.headers.items()}
+    headers = request.headers  # case-insensitive: policy conditions look names up in lower case
     version = auth_type = None
     if signed:
         authorization = headers.get("authorization", "")
@@ -339,14 +347,11 @@ class S3App:
     async def authenticate_plain(self, request: web.BaseRequest, raw_path: str, raw_query: str, cont):
         """(identity or None, body reader) for a non-S3 request signed like an S3 one (path-style)."""
         query_pairs = parse_query(raw_query)
-        view_headers: dict[str, list[str]] = {}
-        for name, value in request.headers.items():
-            view_headers.setdefault(name.lower(), []).append(value)
         try:
             path = unquote(raw_path, errors="strict")
         except UnicodeDecodeError:
             raise S3Error("InvalidURI") from None
-        view = RequestView(request.method, raw_path, path, query_pairs, view_headers, None)
+        view = RequestView(request.method, raw_path, path, query_pairs, HeaderLists(request.headers), None)
         return await authenticate(request, view, self.service.identities, cont=cont)
 
     @staticmethod
@@ -404,11 +409,8 @@ class S3App:
         query_pairs = parse_query(raw_query)
         query = dict(query_pairs)
         bucket, key = split_target(raw_path, headers.get("Host", ""), self.domain)
-        view_headers: dict[str, list[str]] = {}
-        for name, value in headers.items():
-            view_headers.setdefault(name.lower(), []).append(value)
         path = unquote(raw_path)
-        view = RequestView(request.method, raw_path, path, query_pairs, view_headers,
+        view = RequestView(request.method, raw_path, path, query_pairs, HeaderLists(headers),
                            bucket if self.domain and bucket and not raw_path.startswith(f"/{bucket}") else None)
         route = resolve(request.method, bucket, key, query, headers)
         request["shoal.operation"] = route.operation  # for metrics and the access log, should it fail

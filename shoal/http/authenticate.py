@@ -6,9 +6,11 @@ from __future__ import annotations
 import calendar
 import functools
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from aiohttp.web import BaseRequest
+from multidict import CIMultiDictProxy
 
 from shoal.auth import sigv2, sigv4
 from shoal.auth.identities import Identity, IdentityStore
@@ -19,6 +21,43 @@ MAX_SKEW_SECONDS = 15 * 60
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
 
+class HeaderLists(Mapping[str, list[str]]):
+    """A request's headers as ``{lower-case name: [values]}``, looked up in aiohttp's case-insensitive multidict:
+    signing reads a few headers by name, so the whole grouped dict is built only when iterated (V2 signing)."""
+
+    __slots__ = ("_grouped", "_headers")
+
+    def __init__(self, headers: CIMultiDictProxy[str]) -> None:
+        self._headers = headers
+        self._grouped: dict[str, list[str]] | None = None
+
+    def get(self, name: str, default=None):  # type: ignore[override]
+        return self._headers.getall(name, default)
+
+    def __getitem__(self, name: str) -> list[str]:
+        return self._headers.getall(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._headers
+
+    def _all(self) -> dict[str, list[str]]:
+        if self._grouped is None:
+            grouped: dict[str, list[str]] = {}
+            for name, value in self._headers.items():
+                grouped.setdefault(name.lower(), []).append(value)
+            self._grouped = grouped
+        return self._grouped
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def items(self):  # type: ignore[override]
+        return self._all().items()
+
+
 @dataclass(slots=True)
 class RequestView:
     """The parts of an HTTP request that signatures cover, decoded once."""
@@ -27,7 +66,7 @@ class RequestView:
     raw_path: str  # path as sent, percent-encoded, without the query
     path: str  # decoded path
     query_pairs: list[tuple[str, str]]  # decoded, in order
-    headers: dict[str, list[str]]  # lower-case names
+    headers: Mapping[str, list[str]]  # lower-case names (a HeaderLists)
     bucket_from_host: str | None
 
 
@@ -50,7 +89,7 @@ def _parse_any_date(value: str) -> float:
         raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header") from None
 
 
-def _first(headers: dict[str, list[str]], name: str) -> str | None:
+def _first(headers: Mapping[str, list[str]], name: str) -> str | None:
     values = headers.get(name)
     return values[0] if values else None
 

@@ -7,6 +7,7 @@ stays free of HTTP types.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 class RequestContext:
     source_ip: str | None = None
     secure: bool = False
-    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+    headers: Mapping[str, str] = field(default_factory=dict)  # looked up by lower-case names (case-insensitive)
     query: dict[str, str] = field(default_factory=dict)
     signature_version: str | None = None  # "AWS4-HMAC-SHA256" or "AWS" (V2); None when anonymous
     auth_type: str | None = None  # "REST-HEADER", "REST-QUERY-STRING", "POST"

@@ -192,7 +192,9 @@ def _note_context(signer: post_policy.Signer, headers: CIMultiDict[str]) -> None
     if signer.identity is not None:
         ctx.auth_type = "POST"
         ctx.signature_version = signer.signature_version
-    ctx.headers.update({name.lower(): value for name, value in headers.items()})
+    merged = CIMultiDict(ctx.headers)  # the request's own headers, read-only
+    merged.update(headers)
+    ctx.headers = merged
 
 
 async def post_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
