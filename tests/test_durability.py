@@ -219,3 +219,32 @@ def test_unversioned_overwrite_frees_the_old_blob_with_or_without_returning(tmp_
         assert sorted(meta.garbage(10)) == ["blob0", "blob1"]
     finally:
         meta.close()
+
+
+def test_shutdown_ends_the_collector_even_when_garbage_arrives_with_the_stop(tmp_path):
+    """The collector waits for garbage with asyncio.wait_for, which on Python 3.11 swallows a cancellation that
+    lands just after its wait was satisfied (a write made garbage in the same moment). Shutdown then waited for the
+    collector forever (seen after a burst of overwrites: SIGTERM logged "shutting down" and the server never
+    exited). Here the garbage signal and the stop arrive in exactly that order."""
+    import asyncio
+
+    from shoal.storage.engine import Storage
+
+    storage = Storage.open_local(str(tmp_path))
+
+    async def stop_right_after_garbage(steps: int) -> bool:
+        storage.start_background()
+        for _ in range(3):
+            await asyncio.sleep(0)  # the collector is waiting
+        storage.garbage_made()
+        for _ in range(steps):
+            await asyncio.sleep(0)  # 0-1 steps: the wait is satisfied, the collector is due to run
+        stopping = asyncio.ensure_future(storage.stop_background())
+        done, _ = await asyncio.wait([stopping], timeout=5)  # (asyncio.wait, unlike wait_for, cancels nothing)
+        return stopping in done
+
+    try:
+        for steps in range(4):
+            assert asyncio.run(stop_right_after_garbage(steps)), f"stop hung ({steps} steps after the garbage)"
+    finally:
+        storage.close()

@@ -24,6 +24,7 @@ class Storage:
         self.blobs = blobs
         self._garbage_signal: asyncio.Event | None = None
         self._collector: asyncio.Task | None = None
+        self._stopping = False
 
     @classmethod
     def open_local(cls, data_dir: str, *, durable: bool = True) -> Storage:
@@ -86,16 +87,22 @@ class Storage:
     # -- background freeing of space --------------------------------------------------------------------
 
     def start_background(self) -> None:
+        self._stopping = False
         self._garbage_signal = asyncio.Event()
         self._collector = asyncio.create_task(self._collect_loop())
 
     async def stop_background(self) -> None:
-        if self._collector is not None:
-            self._collector.cancel()
-            try:
-                await self._collector
-            except asyncio.CancelledError:
-                pass
+        collector = self._collector
+        if collector is not None:
+            # Told twice: a flag it checks after every wait, and a cancellation for when it is busy. The flag is
+            # what counts: on Python 3.11 asyncio.wait_for swallows a cancellation that lands just after its wait
+            # was satisfied (garbage made at the moment of shutdown), and the collector would go on forever.
+            self._stopping = True
+            if self._garbage_signal is not None:
+                self._garbage_signal.set()
+            collector.cancel()
+            await asyncio.wait([collector])  # its end, however it ends
+            self._collector = None
         await asyncio.get_running_loop().run_in_executor(None, self.collect_garbage_sync)
 
     def garbage_made(self) -> None:
@@ -110,6 +117,8 @@ class Storage:
                 await asyncio.wait_for(self._garbage_signal.wait(), timeout=30)
             except TimeoutError:
                 pass
+            if self._stopping:
+                return
             self._garbage_signal.clear()
             try:
                 freed = 0
