@@ -232,13 +232,18 @@ class SqliteMetadataStore:
                 results = self._run_batch(conn, batch)
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            # One wake-up per event loop for the whole batch (each call_soon_threadsafe writes to the loop's
+            # self-pipe), not one per write.
+            settled: dict[asyncio.AbstractEventLoop, list] = {}
             for (_, _, future, loop), (result, error) in zip(batch, results, strict=True):
                 if loop is None:
                     box, done = future
                     box.extend((result, error))
                     done.set()
                 else:
-                    loop.call_soon_threadsafe(_settle, future, result, error)
+                    settled.setdefault(loop, []).append((future, result, error))
+            for loop, outcomes in settled.items():
+                loop.call_soon_threadsafe(_settle_all, outcomes)
         conn.close()
         os.close(self._lock_fd)
 
@@ -510,6 +515,11 @@ def _settle(future: asyncio.Future, result: Any, error: BaseException | None) ->
         future.set_result(result)
 
 
+def _settle_all(outcomes: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+    for future, result, error in outcomes:
+        _settle(future, result, error)
+
+
 def _prefix_range(prefix: str, args: list[Any]) -> str:
     """SQL narrowing ``key`` to keys starting with ``prefix``, as an index range (appends its arguments)."""
     if not prefix:
@@ -623,9 +633,15 @@ def _remove_version(
     return old
 
 
-def _insert_latest(conn: sqlite3.Connection, r: ObjectRecord) -> None:
-    conn.execute("UPDATE versions SET is_latest=0 WHERE bucket=? AND key=? AND is_latest=1", (r.bucket, r.key))
-    top = conn.execute("SELECT max(seq) FROM versions WHERE bucket=? AND key=?", (r.bucket, r.key)).fetchone()[0]
+def _insert_latest(conn: sqlite3.Connection, r: ObjectRecord, replaced_latest_seq: int | None = None) -> None:
+    """``replaced_latest_seq``: the seq of the latest version, which the caller just deleted. The latest version is
+    always the newest (highest seq), so no other version is marked latest or newer: two statements saved on every
+    unversioned overwrite."""
+    if replaced_latest_seq is None:
+        conn.execute("UPDATE versions SET is_latest=0 WHERE bucket=? AND key=? AND is_latest=1", (r.bucket, r.key))
+        top = conn.execute("SELECT max(seq) FROM versions WHERE bucket=? AND key=?", (r.bucket, r.key)).fetchone()[0]
+    else:
+        top = replaced_latest_seq
     r.seq = (top or 0) + 1
     r.is_latest = True
     if r.version_id == NEW_VERSION:
@@ -647,19 +663,23 @@ def _put_object(
     if conn.execute("SELECT 1 FROM buckets WHERE name=?", (r.bucket,)).fetchone() is None:
         raise KeyError(r.bucket)  # the bucket went away while the body was uploading
     _check_precondition(conn, r.bucket, r.key, if_match, if_none_match)
+    replaced_latest_seq = None
     if r.version_id == "null":
-        # The replaced null version: only its blobs matter here (no need to read and decode the whole row).
+        # The replaced null version: only its blobs and place matter here (no need to read and decode the row).
         if _HAS_RETURNING:
             row = conn.execute("DELETE FROM versions WHERE bucket=? AND key=? AND version_id='null' "
-                               "RETURNING segments", (r.bucket, r.key)).fetchone()
+                               "RETURNING segments, seq, is_latest", (r.bucket, r.key)).fetchone()
         else:
-            row = conn.execute("SELECT segments FROM versions WHERE bucket=? AND key=? AND version_id='null'",
-                               (r.bucket, r.key)).fetchone()
+            row = conn.execute("SELECT segments, seq, is_latest FROM versions WHERE bucket=? AND key=? "
+                               "AND version_id='null'", (r.bucket, r.key)).fetchone()
             conn.execute("DELETE FROM versions WHERE bucket=? AND key=? AND version_id='null'", (r.bucket, r.key))
         if row is not None:
-            keep = r.blob_ids()
-            _release_blobs(conn, [b for b, _ in json.loads(row[0]) if b not in keep])
-    _insert_latest(conn, r)
+            if row[0] != "[]":
+                keep = r.blob_ids()
+                _release_blobs(conn, [b for b, _ in json.loads(row[0]) if b not in keep])
+            if row[2]:
+                replaced_latest_seq = row[1]
+    _insert_latest(conn, r, replaced_latest_seq)
 
 
 def _update_object_meta(
