@@ -309,6 +309,10 @@ class ShoalConfig(_Strict):
                           metavar="REGION", help="Region reported to clients.")
     workers: int = setting(1, ge=1, le=256, flag="--workers", env=("SHOAL_WORKERS",), metavar="N",
                            help="Worker processes sharing the port (SO_REUSEPORT).")
+    event_loop: Literal["auto", "uvloop", "asyncio"] = setting(
+        "auto", flag="--event-loop", env=("SHOAL_EVENT_LOOP",), metavar="auto|uvloop|asyncio",
+        help="The event loop: uvloop (libuv, ~5-15% less CPU per request) or Python's own; auto takes uvloop when "
+             "it is installed (it is a dependency except on Windows).")
     cors_origins: list[str] = setting(default_factory=list, flag="--cors-origin", env=("SHOAL_CORS_ORIGINS",),
                                       multiple=True, metavar="ORIGIN",
                                       help="Allow browsers from ORIGIN ('*' for any) on buckets without CORS rules "
@@ -442,7 +446,8 @@ class ShoalConfig(_Strict):
             users=[UserSpec(u.access_key, u.secret_key.get_secret_value(), name=u.name, user_id=u.user_id,
                             policies=list(u.policies)) for u in self.users],
             buckets=list(self.buckets), seeds=list(self.seed), domain=self.domain, region=self.region,
-            workers=self.workers, access_log=self.access_log, log_format=self.log_format, log_level=self.log_level,
+            workers=self.workers, event_loop=self.event_loop, access_log=self.access_log,
+            log_format=self.log_format, log_level=self.log_level,
             lifecycle_day_seconds=self.lifecycle_day_seconds, lifecycle_interval=self.lifecycle_interval,
             scrub_interval=self.scrub_interval, scrub_rate=self.scrub_rate * 1e6 if self.scrub_rate else None,
             verify_reads=self.verify_reads, idle_timeout=self.idle_timeout, body_timeout=self.body_timeout,
@@ -646,5 +651,7 @@ def reference_markdown() -> str:
         if isinstance(default, bool):
             default = str(default).lower()
         default = "" if default in (None, [], "") else f"`{default}`"
+        # A | splits a table cell even inside a code span (GitHub's Markdown): escaped.
+        flag = flag.replace("|", "\\|")
         rows.append(f"| `{name}` | {flag} | {env} | {default} | {meta['help'].replace('|', '/')} |")
     return "\n".join(rows)

@@ -136,6 +136,14 @@ def test_abort(s3, bucket):
     assert status_of(e.value) == 404
 
 
+def test_upload_ids_can_be_passed_on_a_command_line(s3, bucket):
+    """No upload id starts with "-": the AWS CLI would take ``--upload-id -abc`` for a missing value and another
+    option (one random id in 64 did; 300 uploads all but surely include one)."""
+    ids = [s3.create_multipart_upload(Bucket=bucket, Key=f"k{i}")["UploadId"] for i in range(300)]
+    assert len(set(ids)) == 300
+    assert not [i for i in ids if i.startswith("-")]
+
+
 def test_unknown_upload_id(s3, bucket):
     with pytest.raises(ClientError) as e:
         s3.upload_part(Bucket=bucket, Key="k", UploadId="not-an-upload", PartNumber=1, Body=b"x")

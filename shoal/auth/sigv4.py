@@ -109,7 +109,7 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
 
 
 def sign(key: bytes, text: str) -> str:
-    return hmac.new(key, text.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+    return hmac.digest(key, text.encode("utf-8", "surrogateescape"), "sha256").hex()
 
 
 def signatures_match(expected: str, given: str) -> bool:
@@ -138,6 +138,10 @@ def parse_credential(credential: str) -> tuple[str, Scope]:
     if len(parts) != 5 or parts[4] != "aws4_request" or len(parts[1]) != 8 or not parts[1].isdigit():
         raise ValueError("malformed credential")
     return parts[0], Scope(parts[1], parts[2], parts[3])
+
+
+# Presigned URLs and a client's requests of one day share their credential.
+parse_credential_cached = lru_cache(maxsize=1024)(parse_credential)
 
 
 def parse_authorization(header: str) -> ParsedAuthorization:

@@ -26,6 +26,7 @@ from shoal.crypto.keys import KeyService, UnwrapError
 from shoal.errors import S3Error
 from shoal.s3 import policy as policy_lang
 from shoal.storage import iam
+from shoal.tokens import cli_safe_token
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def new_access_key() -> str:
 
 
 def new_secret_key() -> str:
-    return secrets.token_urlsafe(30)  # 40 characters, 240 bits
+    return cli_safe_token(30)  # 40 characters, ~240 bits
 
 
 def _iso(ts: float) -> str:

@@ -426,11 +426,13 @@ class S3App:
         handler = self.handlers.get(route.operation)
         if handler is None:
             raise S3Error("NotImplemented", f"{route.operation} is not implemented by Shoal yet.")
+        common = self.common_headers(request_id)
+        if cors_headers:
+            common.update(cors_headers)
         s3req = S3Request(request, request.method, route.bucket, route.key, route.operation, query, headers,
-                          identity, body, request_id, self.common_headers(request_id) | cors_headers,
-                          self.body_timeout)
+                          identity, body, request_id, common, self.body_timeout)
         response = await handler(self.service, s3req)
-        if not response.prepared:
-            for name, value in s3req.response_headers.items():
+        if not response.prepared and "x-amz-request-id" not in response.headers:  # (else the handler added them)
+            for name, value in common.items():
                 response.headers.setdefault(name, value)
         return response, route.operation

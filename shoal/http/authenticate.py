@@ -246,9 +246,8 @@ def _v4_signature_matches(view: RequestView, key: bytes, amz_date: str, scope: s
     """Does ``given`` sign this request? The canonical URI is the path encoded the AWS way; a client that signed
     the path exactly as it sent it, encoded some other way (``%2F`` for a slash inside a key, lower-case hex,
     ``%2E``), signed the same request, so that is accepted too."""
-    encodings: list[str | None] = [None]
-    if view.raw_path != sigv4.uri_encode(view.path, keep_slash=True):
-        encodings.append(view.raw_path)
+    aws_encoded = sigv4.uri_encode(view.path, keep_slash=True)
+    encodings = [aws_encoded] if view.raw_path == aws_encoded else [aws_encoded, view.raw_path]
     for encoded_path in encodings:
         canonical = sigv4.canonical_request(view.method, view.path, view.query_pairs, view.headers, signed_headers,
                                             payload, skip_query=skip_query, encoded_path=encoded_path)
@@ -262,7 +261,7 @@ def _v4_query(request, view: RequestView, identities, query: dict[str, str], now
     if query.get("X-Amz-Algorithm") != sigv4.ALGORITHM:
         raise S3Error("AuthorizationQueryParametersError", "X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\"")
     try:
-        access_key, scope = sigv4.parse_credential(query["X-Amz-Credential"])
+        access_key, scope = sigv4.parse_credential_cached(query["X-Amz-Credential"])
         amz_date = query["X-Amz-Date"]
         request_time = parse_amz_date(amz_date)
         expires = int(query["X-Amz-Expires"])

@@ -6,7 +6,7 @@ handler by searching for the name in the AWS documentation and in ``shoal/http/h
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from shoal.errors import S3Error
@@ -62,8 +62,13 @@ _OBJECT_SUBRESOURCES: dict[str, list[tuple[str, str]]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
+# The names of those sub-resources, per method: most requests carry none of them, which one set test tells.
+_BUCKET_SUBRESOURCE_NAMES = {m: frozenset(n for n, _ in pairs) for m, pairs in _BUCKET_SUBRESOURCES.items()}
+_OBJECT_SUBRESOURCE_NAMES = {m: frozenset(n for n, _ in pairs) for m, pairs in _OBJECT_SUBRESOURCES.items()}
+_NONE: frozenset[str] = frozenset()
+
+
+class Route(NamedTuple):
     bucket: str | None
     key: str | None
     operation: str
@@ -78,11 +83,12 @@ def split_target(raw_path: str, host: str, domain: str | None) -> tuple[str | No
         raise S3Error("InvalidURI") from None
     if "\x00" in path:
         raise S3Error("InvalidURI")
-    hostname = host.rsplit(":", 1)[0].lower() if host and not host.endswith("]") else (host or "").lower()
-    if domain and hostname.endswith("." + domain):
-        bucket = hostname[: -len(domain) - 1]
-        key = path[1:] if path.startswith("/") else path
-        return bucket, key or None
+    if domain:
+        hostname = host.rsplit(":", 1)[0].lower() if host and not host.endswith("]") else (host or "").lower()
+        if hostname.endswith("." + domain):
+            bucket = hostname[: -len(domain) - 1]
+            key = path[1:] if path.startswith("/") else path
+            return bucket, key or None
     if not path.startswith("/"):
         raise S3Error("InvalidURI")
     bucket, _, key = path[1:].partition("/")
@@ -97,9 +103,10 @@ def resolve(method: str, bucket: str | None, key: str | None, query: dict[str, s
             return Route(None, None, "ListBuckets")
         raise S3Error("MethodNotAllowed", Method=method, ResourceType="SERVICE")
     if key is None:
-        for name, operation in _BUCKET_SUBRESOURCES.get(method, ()):
-            if name in query:
-                return Route(bucket, None, operation)
+        if not _BUCKET_SUBRESOURCE_NAMES.get(method, _NONE).isdisjoint(query):
+            for name, operation in _BUCKET_SUBRESOURCES[method]:
+                if name in query:
+                    return Route(bucket, None, operation)
         operation = {
             "GET": "ListObjectsV2" if query.get("list-type") == "2" else "ListObjects",
             "PUT": "CreateBucket",
@@ -113,9 +120,10 @@ def resolve(method: str, bucket: str | None, key: str | None, query: dict[str, s
     if method == "PUT" and "uploadId" in query and "partNumber" in query:
         copy = "x-amz-copy-source" in headers
         return Route(bucket, key, "UploadPartCopy" if copy else "UploadPart")
-    for name, operation in _OBJECT_SUBRESOURCES.get(method, ()):
-        if name in query:
-            return Route(bucket, key, operation)
+    if not _OBJECT_SUBRESOURCE_NAMES.get(method, _NONE).isdisjoint(query):
+        for name, operation in _OBJECT_SUBRESOURCES[method]:
+            if name in query:
+                return Route(bucket, key, operation)
     if method == "PUT":
         return Route(bucket, key, "CopyObject" if "x-amz-copy-source" in headers else "PutObject")
     operation = {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(method)

@@ -4,7 +4,6 @@ parts' blobs together, so no byte is copied again."""
 from __future__ import annotations
 
 import hashlib
-import secrets
 import time
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from shoal.s3.objects import (
 from shoal.s3.service import S3Service
 from shoal.storage.errors import NoSuchUploadError, PreconditionError
 from shoal.storage.records import ObjectRecord, Part, Segment, Upload
+from shoal.tokens import cli_safe_token
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_NUMBER = 10000
@@ -91,7 +91,7 @@ async def create_upload(
     # One data key for the whole upload: every part is sealed with it (each under its own blob's derived key),
     # and the completed object keeps it.
     meta |= sse.object_info(sse.choose(svc, bucket_record, requested or sse.Requested()), None)
-    upload = Upload(secrets.token_urlsafe(48), bucket, key, time.time(), meta)
+    upload = Upload(cli_safe_token(48), bucket, key, time.time(), meta)
     await svc.storage.meta.create_upload(upload)
     return upload
 

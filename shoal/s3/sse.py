@@ -159,6 +159,18 @@ def parse_write(headers) -> Requested:
     return Requested(algorithm, key_id.strip() if key_id else None, context, enabled, customer)
 
 
+_READ_HEADERS = (H_SSE, H_KMS_KEY_ID, H_C_ALGORITHM, H_C_KEY, H_C_KEY_MD5)
+
+
+def read_headers(headers) -> CustomerKey | None:
+    """A GET's or HEAD's encryption headers (case-insensitive ``headers``): the SSE-C key, if any."""
+    for name in _READ_HEADERS:
+        if name in headers:
+            refuse_on_read(headers)
+            return parse_customer_key(headers)
+    return None  # most reads: none of them
+
+
 def refuse_on_read(headers) -> None:
     """GET and HEAD take no SSE-S3/KMS headers (the object says how it is encrypted)."""
     if headers.get(H_SSE) is not None or headers.get(H_KMS_KEY_ID) is not None:

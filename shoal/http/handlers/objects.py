@@ -110,6 +110,18 @@ def checksum_from_headers(h: Mapping[str, str]) -> ChecksumRequest:
     return ChecksumRequest()
 
 
+_CONDITION_HEADERS = ("If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since")
+
+
+def read_conditions(req: S3Request) -> Conditions | None:
+    """A read's conditional headers; None when it has none (most reads)."""
+    h = req.headers
+    for name in _CONDITION_HEADERS:
+        if name in h:
+            return conditions(req)
+    return None
+
+
 def conditions(req: S3Request, prefix: str = "") -> Conditions:
     h = req.headers
     return Conditions(
@@ -234,12 +246,12 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     assert req.bucket and req.key
     q = req.query
     part_number = q.get("partNumber")
-    sse.refuse_on_read(req.headers)
-    customer = sse.parse_customer_key(req.headers)
+    customer = sse.read_headers(req.headers)
     if part_number is not None and req.headers.get("Range"):
         raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
     for attempt in range(5):
-        record = objects.head_object(svc, req.identity, req.bucket, req.key, conditions(req), q.get("versionId"))
+        record = objects.head_object(svc, req.identity, req.bucket, req.key, read_conditions(req),
+                                     q.get("versionId"))
         dek = sse.open_key(svc, record.meta.get("e"), customer)
         status = 200
         headers = object_headers(record, req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED")
@@ -272,10 +284,19 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
             headers.pop("x-amz-checksum-type", None)
             if part_number is not None and req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
                 headers.update(objects.part_checksum_headers(record, int(part_number)))
-        for param, header in RESPONSE_OVERRIDES.items():
-            if param in q:
-                headers[header] = _override_value(param, q[param])
-        pieces = objects.plan_read(record, start, length) if req.method == "GET" else []
+        if not RESPONSE_OVERRIDES.keys().isdisjoint(q):
+            for param, header in RESPONSE_OVERRIDES.items():
+                if param in q:
+                    headers[header] = _override_value(param, q[param])
+        headers.update(req.response_headers)
+        if req.method == "HEAD":
+            # A plain Response (not streamed): aiohttp sends it in one write, with the length a GET would have.
+            headers["Content-Length"] = str(length)
+            return web.Response(status=status, headers=headers)
+        if dek is None and record.inline is not None:
+            # Stored inline (a small object): headers and body go out in one write.
+            return web.Response(status=status, headers=headers, body=record.inline[start:start + length])
+        pieces = objects.plan_read(record, start, length)
         try:
             files = objects.open_pieces(svc, pieces)
             break
@@ -283,17 +304,6 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
             # Overwritten between reading metadata and opening its blob: read the new version instead.
             if attempt == 4:
                 raise integrity.missing(svc, exc) from None
-    headers.update(req.response_headers)
-    if req.method == "HEAD":
-        # A plain Response (not streamed): aiohttp sends it in one write, with the length a GET would have.
-        response = web.Response(status=status, headers=headers)
-        response.headers["Content-Length"] = str(length)
-        return response
-    if dek is None and all(f is None for f in files):
-        # Stored inline (a small object): headers and body go out in one write.
-        assert record.inline is not None or not pieces
-        return web.Response(status=status, headers=headers,
-                            body=b"".join(record.inline[p.offset : p.offset + p.length] for p in pieces))
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = length
     # Tells checks still running on worker threads that nobody waits for them (none for inline objects).
@@ -448,8 +458,7 @@ async def get_object_attributes(svc: S3Service, req: S3Request) -> web.StreamRes
     wanted = {a.strip() for a in req.headers.get("x-amz-object-attributes", "").split(",") if a.strip()}
     if not wanted or not wanted <= ATTRIBUTE_NAMES:
         raise S3Error("InvalidArgument", "Invalid attribute name specified.")
-    sse.refuse_on_read(req.headers)
-    customer = sse.parse_customer_key(req.headers)
+    customer = sse.read_headers(req.headers)
     record = objects.head_object(svc, req.identity, req.bucket, req.key, conditions(req), req.query.get("versionId"))
     sse.open_key(svc, record.meta.get("e"), customer)
     meta = record.meta
