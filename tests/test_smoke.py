@@ -42,4 +42,3 @@ def test_missing_key_and_bucket(s3, bucket):
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket="no-such-bucket-here", Key="nope")
     assert error_code(e.value) == "NoSuchBucket"
-
