@@ -120,6 +120,8 @@ class Server:
         self.monitor: Monitor | None = None
         self.log = open(os.path.join(workdir, f"{self.name}.log"), "wb")  # noqa: SIM115 (closed in stop)
 
+    start_timeout = 60.0  # seconds until it must answer
+
     def command(self) -> list[str]:
         raise NotImplementedError
 
@@ -136,7 +138,7 @@ class Server:
     def start(self) -> Server:
         self.proc = subprocess.Popen(self.command(), env=self.env(), stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        deadline = time.time() + 60
+        deadline = time.time() + self.start_timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log.name}")
