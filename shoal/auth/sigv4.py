@@ -132,16 +132,13 @@ class ParsedAuthorization:
     signature: str
 
 
+@lru_cache(maxsize=1024)  # presigned URLs and a client's requests of one day share their credential
 def parse_credential(credential: str) -> tuple[str, Scope]:
     """``AKID/20250101/us-east-1/s3/aws4_request`` -> (AKID, scope). Raises ValueError."""
     parts = credential.split("/")
     if len(parts) != 5 or parts[4] != "aws4_request" or len(parts[1]) != 8 or not parts[1].isdigit():
         raise ValueError("malformed credential")
     return parts[0], Scope(parts[1], parts[2], parts[3])
-
-
-# Presigned URLs and a client's requests of one day share their credential.
-parse_credential_cached = lru_cache(maxsize=1024)(parse_credential)
 
 
 def parse_authorization(header: str) -> ParsedAuthorization:

@@ -304,7 +304,7 @@ class S3App:
                 error = S3Error("InternalError")
             response = self._error_response(request, error, resource, request_id)
         if not response.prepared and "x-amz-request-id" not in response.headers:
-            # Streamed responses, and S3 handlers' (see _s3), carry these already.
+            # Streamed responses, and handlers that merged req.response_headers, carry these already.
             response.headers.update(self.common_headers(request_id))
             for name, value in cors_headers.items():
                 response.headers.setdefault(name, value)
@@ -431,8 +431,5 @@ class S3App:
             common.update(cors_headers)
         s3req = S3Request(request, request.method, route.bucket, route.key, route.operation, query, headers,
                           identity, body, request_id, common, self.body_timeout)
-        response = await handler(self.service, s3req)
-        if not response.prepared and "x-amz-request-id" not in response.headers:  # (else the handler added them)
-            for name, value in common.items():
-                response.headers.setdefault(name, value)
-        return response, route.operation
+        # The common headers (request id, CORS) reach a response the handler built without them in _handle.
+        return await handler(self.service, s3req), route.operation

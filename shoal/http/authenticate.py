@@ -261,7 +261,7 @@ def _v4_query(request, view: RequestView, identities, query: dict[str, str], now
     if query.get("X-Amz-Algorithm") != sigv4.ALGORITHM:
         raise S3Error("AuthorizationQueryParametersError", "X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\"")
     try:
-        access_key, scope = sigv4.parse_credential_cached(query["X-Amz-Credential"])
+        access_key, scope = sigv4.parse_credential(query["X-Amz-Credential"])
         amz_date = query["X-Amz-Date"]
         request_time = parse_amz_date(amz_date)
         expires = int(query["X-Amz-Expires"])

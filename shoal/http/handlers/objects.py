@@ -113,17 +113,10 @@ def checksum_from_headers(h: Mapping[str, str]) -> ChecksumRequest:
 _CONDITION_HEADERS = ("If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since")
 
 
-def read_conditions(req: S3Request) -> Conditions | None:
-    """A read's conditional headers; None when it has none (most reads)."""
-    h = req.headers
-    for name in _CONDITION_HEADERS:
-        if name in h:
-            return conditions(req)
-    return None
-
-
 def conditions(req: S3Request, prefix: str = "") -> Conditions:
     h = req.headers
+    if not prefix and not any(name in h for name in _CONDITION_HEADERS):
+        return Conditions()  # most requests: nothing to look up or parse
     return Conditions(
         if_match=h.get(f"{prefix}If-Match"),
         if_none_match=h.get(f"{prefix}If-None-Match"),
@@ -250,8 +243,7 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     if part_number is not None and req.headers.get("Range"):
         raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
     for attempt in range(5):
-        record = objects.head_object(svc, req.identity, req.bucket, req.key, read_conditions(req),
-                                     q.get("versionId"))
+        record = objects.head_object(svc, req.identity, req.bucket, req.key, conditions(req), q.get("versionId"))
         dek = sse.open_key(svc, record.meta.get("e"), customer)
         status = 200
         headers = object_headers(record, req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED")
