@@ -115,8 +115,12 @@ _CONDITION_HEADERS = ("If-Match", "If-None-Match", "If-Modified-Since", "If-Unmo
 
 def conditions(req: S3Request, prefix: str = "") -> Conditions:
     h = req.headers
-    if not prefix and not any(name in h for name in _CONDITION_HEADERS):
-        return Conditions()  # most requests: nothing to look up or parse
+    if not prefix:
+        for name in _CONDITION_HEADERS:
+            if name in h:
+                break
+        else:
+            return Conditions()  # most requests: nothing to look up or parse
     return Conditions(
         if_match=h.get(f"{prefix}If-Match"),
         if_none_match=h.get(f"{prefix}If-None-Match"),
