@@ -21,7 +21,7 @@ from multidict import CIMultiDictProxy
 
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
-from shoal.http import xml
+from shoal.http import whole, xml
 from shoal.http.authenticate import HeaderLists, RequestView, authenticate, expects_continue
 from shoal.http.routing import resolve, split_target
 from shoal.s3 import context, cors
@@ -256,6 +256,7 @@ class S3App:
             abandoned = body is not None and await body.abandon()
         if self.draining or abandoned:
             response.force_close()
+        whole.send(request, response)
         return response
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
