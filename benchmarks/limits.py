@@ -39,25 +39,40 @@ asyncio.run(main())
 """
 
 
+class SendfileProbe:
+    """A tiny asyncio ``loop.sendfile`` server of one file: the loopback limit for a single GET stream, read with
+    the same client as the GET benchmark. Used as a context manager; ``rate()`` is one GET's bytes/s. The
+    stream benchmark alternates probe and server GETs, because this 2-core VM's loopback moves 2x between
+    minutes: a limit measured once at the start compares badly with a GET measured ten minutes later."""
+
+    def __init__(self, workdir: str, size: int) -> None:
+        self.path = os.path.join(workdir, "sendfile.bin")
+        self.size = size
+
+    def __enter__(self) -> SendfileProbe:
+        _write_file(self.path, self.size, sync=False)
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, "-c", SENDFILE_SERVER, self.path, str(self.port)],
+                                     stdout=subprocess.PIPE)
+        self.proc.stdout.readline()  # type: ignore[union-attr]
+        loadgen.stream_get("127.0.0.1", self.port, "/")  # warm the page cache
+        return self
+
+    def rate(self) -> float:
+        t = time.perf_counter()
+        _, n, _ = loadgen.stream_get("127.0.0.1", self.port, "/")
+        return n / (time.perf_counter() - t)
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+        os.unlink(self.path)
+
+
 def loopback_sendfile(workdir: str, size: int, rounds: int = 3) -> float:
-    """Bytes/s of one GET stream from a tiny asyncio loop.sendfile server (same client as the GET benchmark)."""
-    path = os.path.join(workdir, "sendfile.bin")
-    _write_file(path, size, sync=False)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SENDFILE_SERVER, path, str(port)], stdout=subprocess.PIPE)
-    try:
-        proc.stdout.readline()
-        loadgen.stream_get("127.0.0.1", port, "/")  # warm the page cache
-        best = 0.0
-        for _ in range(rounds):
-            t = time.perf_counter()
-            _, n, _ = loadgen.stream_get("127.0.0.1", port, "/")
-            best = max(best, n / (time.perf_counter() - t))
-        return best
-    finally:
-        proc.terminate()
-        proc.wait()
-        os.unlink(path)
+    """Bytes/s of one GET stream from the sendfile probe, best of ``rounds``."""
+    with SendfileProbe(workdir, size) as probe:
+        return max(probe.rate() for _ in range(rounds))
 
 
 def _write_file(path: str, size: int, sync: bool) -> float:

@@ -51,6 +51,7 @@ class Result:
     errors: int = 0
     client_cpu: float = 0.0
     note: str = ""
+    limit: float = 0.0  # bytes/s of the machine's limit for this workload, measured alongside it (0: none)
 
     def finish(self) -> Result:
         if self.latencies and self.p50 is None:
