@@ -14,7 +14,7 @@ every response takes aiohttp's own path.
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import http_writer, web
 from aiohttp.helpers import rfc822_formatted_time
 
 _EMPTY_BODY_STATUS = frozenset({204, 304})  # and 1xx, which a whole response never has
@@ -23,12 +23,13 @@ _LARGE = 64 * 1024  # bigger bodies take aiohttp's path, which waits for the soc
 
 def _supported() -> bool:
     probe = web.Response(body=b"")
-    return all(hasattr(probe, name) for name in (
+    return hasattr(http_writer, "_serialize_headers") and all(hasattr(probe, name) for name in (
         "_eof_sent", "_payload_writer", "_keep_alive", "_body", "_chunked", "_compression", "_cookies",
-        "_headers", "_reason", "_body_length"))
+        "_headers", "_reason", "_body_length", "_status"))
 
 
 ENABLED = _supported()
+_serialize = http_writer._serialize_headers if ENABLED else None  # aiohttp's own (C), so the bytes are the same
 
 
 def send(request: web.BaseRequest, response: web.StreamResponse) -> None:
@@ -39,16 +40,16 @@ def send(request: web.BaseRequest, response: web.StreamResponse) -> None:
     body = r._body
     if body is None:
         body = b""  # aiohttp treats no body as an empty one
-    if r._eof_sent or r._payload_writer is not None or r._chunked or r._compression or r._cookies \
-            or not isinstance(body, bytes | bytearray) or len(body) > _LARGE:
+    elif type(body) is not bytes or len(body) > _LARGE:
+        return
+    if r._eof_sent or r._payload_writer is not None or r._chunked or r._compression or r._cookies:
         return
     transport = request.transport
     writer = request._payload_writer
-    if transport is None or transport.is_closing() or writer is None:
+    if transport is None or writer is None or transport.is_closing():
         return  # aiohttp's path reports the closed connection its own way
     method = request.method
     status = r._status
-    version = request.version
     headers = r._headers
     empty = status in _EMPTY_BODY_STATUS or method == "HEAD"
     if "Content-Length" in headers:
@@ -56,30 +57,25 @@ def send(request: web.BaseRequest, response: web.StreamResponse) -> None:
             del headers["Content-Length"]
     elif body or (status != 304 and method != "HEAD"):
         headers["Content-Length"] = str(len(body))
-    if not empty and body and "Content-Type" not in headers:
+    if body and not empty and "Content-Type" not in headers:
         headers["Content-Type"] = "application/octet-stream"
     if "Date" not in headers:
         headers["Date"] = rfc822_formatted_time()
     keep_alive = r._keep_alive
     if keep_alive is None:
         keep_alive = r._keep_alive = request.keep_alive
+    version = request.version
     if "Connection" not in headers:
         if keep_alive:
             if version == (1, 0):
                 headers["Connection"] = "keep-alive"
         elif version == (1, 1):
             headers["Connection"] = "close"
-    lines = [f"HTTP/{version[0]}.{version[1]} {status} {r._reason}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    lines.append("\r\n")
-    head = "\r\n".join(lines)
-    # No header may carry its own line break (response splitting): aiohttp's serialiser refuses those too.
-    if head.count("\n") != len(lines) or head.count("\r") != len(lines):
-        return
     try:
-        data = head.encode("utf-8")
-    except UnicodeEncodeError:
-        return  # undecodable request bytes kept in metadata (surrogates): aiohttp's serialiser drops them
+        # Refuses a line break inside a header (response splitting), as on aiohttp's own path.
+        data = _serialize(f"HTTP/{version[0]}.{version[1]} {status} {r._reason}", headers)  # type: ignore[misc]
+    except (ValueError, UnicodeError):
+        return
     if body and not empty:
         data += body
     transport.write(data)
