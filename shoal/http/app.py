@@ -14,6 +14,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from itertools import repeat
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -116,10 +117,13 @@ def new_request_id() -> str:
 
 
 def parse_query(raw_query: str) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
     if not raw_query:
-        return pairs
-    for item in raw_query.split("&"):
+        return []
+    items = raw_query.split("&")
+    if "%" not in raw_query:  # nothing to decode anywhere (most queries): no per-item test
+        return [(name, value) for name, _, value in map(str.partition, filter(None, items), repeat("="))]
+    pairs: list[tuple[str, str]] = []
+    for item in items:
         if not item:
             continue
         if "%" not in item:
