@@ -194,29 +194,39 @@ def test_copy_frees_independently(make_server):
     assert len(blob_files(srv)) == 1
 
 
-@pytest.mark.parametrize("returning", [True, False])
-def test_unversioned_overwrite_frees_the_old_blob_with_or_without_returning(tmp_path, monkeypatch, returning):
-    """SQLite older than 3.35 (still shipped by some distributions) has no DELETE ... RETURNING: both ways of
-    replacing a null version keep the new blob and hand the old ones to garbage collection."""
+def test_replacing_a_null_version_frees_exactly_its_blobs(tmp_path):
+    """Both ways of replacing a null version: rewritten in place when it is the latest (unversioned overwrite),
+    deleted when newer versions sit above it (versioning suspended after they were written). The new blob is
+    kept, the replaced ones go to garbage collection, and the other versions' blobs stay."""
     import asyncio
 
     import shoal.storage.sqlite_meta as sqlite_meta
-    from shoal.storage.records import Bucket, ObjectRecord, Segment
+    from shoal.storage.records import NEW_VERSION, Bucket, ObjectRecord, Segment
 
-    monkeypatch.setattr(sqlite_meta, "_HAS_RETURNING", returning)
     meta = sqlite_meta.SqliteMetadataStore(str(tmp_path / "meta.sqlite3"))
+
+    def record(version_id: str, blob: str) -> ObjectRecord:
+        return ObjectRecord(bucket="bkt", key="k", version_id=version_id, size=1, etag="e",
+                            last_modified=time.time(), meta={}, segments=[Segment(blob, 1)])
+
     try:
         meta.create_bucket_sync(Bucket("bkt", "owner", time.time()))
 
-        async def overwrite() -> None:
+        async def writes() -> None:
             for i in range(3):
-                await meta.put_object(ObjectRecord(bucket="bkt", key="k", version_id="null", size=1, etag="e",
-                                                   last_modified=time.time(), meta={},
-                                                   segments=[Segment(f"blob{i}", 1)]))
+                await meta.put_object(record("null", f"blob{i}"))
+            assert [s.blob_id for s in meta.get_object("bkt", "k").segments] == ["blob2"]
+            assert sorted(meta.garbage(10)) == ["blob0", "blob1"]
+            await meta.put_object(record(NEW_VERSION, "versioned"))
+            await meta.put_object(record("null", "blob3"))
 
-        asyncio.run(overwrite())
-        assert [s.blob_id for s in meta.get_object("bkt", "k").segments] == ["blob2"]
-        assert sorted(meta.garbage(10)) == ["blob0", "blob1"]
+        asyncio.run(writes())
+        latest = meta.get_object("bkt", "k")
+        assert (latest.version_id, [s.blob_id for s in latest.segments]) == ("null", ["blob3"])
+        versions = meta.list_versions("bkt", "", "", None, 10)
+        assert [v.version_id == "null" for v in versions] == [True, False]  # newest first
+        assert [s.blob_id for s in meta.get_object("bkt", "k", versions[1].version_id).segments] == ["versioned"]
+        assert sorted(meta.garbage(10)) == ["blob0", "blob1", "blob2"]
     finally:
         meta.close()
 

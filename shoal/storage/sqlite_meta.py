@@ -109,8 +109,6 @@ INSERT OR IGNORE INTO generations(name, value) VALUES ('buckets', 0);
 """
 
 _OBJECT_COLUMNS = "bucket, key, version_id, size, etag, mtime, delete_marker, meta, segments, seq, is_latest"
-# RETURNING came with SQLite 3.35 (2021); Python links the system's library, which may be older (Ubuntu 20.04).
-_HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 
 
 def _dumps(value: Any) -> str:
@@ -662,15 +660,9 @@ def _remove_version(
     return old
 
 
-def _insert_latest(conn: sqlite3.Connection, r: ObjectRecord, replaced_latest_seq: int | None = None) -> None:
-    """``replaced_latest_seq``: the seq of the latest version, which the caller just deleted. The latest version is
-    always the newest (highest seq), so no other version is marked latest or newer: two statements saved on every
-    unversioned overwrite."""
-    if replaced_latest_seq is None:
-        conn.execute("UPDATE versions SET is_latest=0 WHERE bucket=? AND key=? AND is_latest=1", (r.bucket, r.key))
-        top = conn.execute("SELECT max(seq) FROM versions WHERE bucket=? AND key=?", (r.bucket, r.key)).fetchone()[0]
-    else:
-        top = replaced_latest_seq
+def _insert_latest(conn: sqlite3.Connection, r: ObjectRecord) -> None:
+    conn.execute("UPDATE versions SET is_latest=0 WHERE bucket=? AND key=? AND is_latest=1", (r.bucket, r.key))
+    top = conn.execute("SELECT max(seq) FROM versions WHERE bucket=? AND key=?", (r.bucket, r.key)).fetchone()[0]
     r.seq = (top or 0) + 1
     r.is_latest = True
     if r.version_id == NEW_VERSION:
@@ -692,23 +684,40 @@ def _put_object(
     if conn.execute("SELECT 1 FROM buckets WHERE name=?", (r.bucket,)).fetchone() is None:
         raise KeyError(r.bucket)  # the bucket went away while the body was uploading
     _check_precondition(conn, r.bucket, r.key, if_match, if_none_match)
-    replaced_latest_seq = None
     if r.version_id == "null":
-        # The replaced null version: only its blobs and place matter here (no need to read and decode the row).
-        if _HAS_RETURNING:
-            row = conn.execute("DELETE FROM versions WHERE bucket=? AND key=? AND version_id='null' "
-                               "RETURNING segments, seq, is_latest", (r.bucket, r.key)).fetchone()
-        else:
-            row = conn.execute("SELECT segments, seq, is_latest FROM versions WHERE bucket=? AND key=? "
-                               "AND version_id='null'", (r.bucket, r.key)).fetchone()
-            conn.execute("DELETE FROM versions WHERE bucket=? AND key=? AND version_id='null'", (r.bucket, r.key))
+        # The replaced null version: only its blobs and place matter (no need to read and decode the row).
+        row = conn.execute("SELECT rowid, segments, seq FROM versions WHERE bucket=? AND key=? AND version_id='null' "
+                           "AND is_latest=1", (r.bucket, r.key)).fetchone()
         if row is not None:
-            if row[0] != "[]":
-                keep = r.blob_ids()
-                _release_blobs(conn, [b for b, _ in json.loads(row[0]) if b not in keep])
-            if row[2]:
-                replaced_latest_seq = row[1]
-    _insert_latest(conn, r, replaced_latest_seq)
+            # The common overwrite (unversioned buckets): the row is rewritten in place. Its id and latest mark do
+            # not move, so two of the three indexes are left alone: ~4.6 pages to the WAL per commit, not ~7.
+            _release_replaced(conn, r, row[1])
+            r.seq = row[2] + 1
+            r.is_latest = True
+            for segment in r.segments:
+                _register_blob(conn, segment.blob_id, segment.check)
+            conn.execute(
+                "UPDATE versions SET seq=?, size=?, etag=?, mtime=?, delete_marker=?, meta=?, segments=?, inline=? "
+                "WHERE rowid=?",
+                (r.seq, r.size, r.etag, r.last_modified, int(r.delete_marker), _dumps(r.meta),
+                 _segments_json(r.segments), r.inline, row[0]),
+            )
+            return
+        # A null version below newer ones (versioning suspended after it was written): it goes, the new one is
+        # written as the latest.
+        row = conn.execute("SELECT segments FROM versions WHERE bucket=? AND key=? AND version_id='null'",
+                           (r.bucket, r.key)).fetchone()
+        if row is not None:
+            conn.execute("DELETE FROM versions WHERE bucket=? AND key=? AND version_id='null'", (r.bucket, r.key))
+            _release_replaced(conn, r, row[0])
+    _insert_latest(conn, r)
+
+
+def _release_replaced(conn: sqlite3.Connection, r: ObjectRecord, replaced_segments: str) -> None:
+    """The replaced version's blobs become garbage, except those the new version still uses."""
+    if replaced_segments != "[]":
+        keep = r.blob_ids()
+        _release_blobs(conn, [b for b, _ in json.loads(replaced_segments) if b not in keep])
 
 
 def _update_object_meta(
