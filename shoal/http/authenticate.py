@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import calendar
 import functools
+import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from shoal.errors import S3Error
 from shoal.http.body import ChunkedBody, ChunkSigner, EmptyBody, PlainBody, _Continue
 
 MAX_SKEW_SECONDS = 15 * 60
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}").fullmatch
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
 
@@ -163,7 +165,7 @@ def _body_for_payload(
         return ChunkedBody(request.content, length, use_signer, payload != sigv4.STREAMING_SIGNED, cont)
     if payload == sigv4.UNSIGNED_PAYLOAD:
         return _plain_body(request, None, cont)
-    if len(payload) != 64 or any(c not in "0123456789abcdef" for c in payload):
+    if _SHA256_HEX(payload) is None:
         raise S3Error("InvalidArgument", "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-..., or a "
                       "SHA-256 hex digest.", ArgumentName="x-amz-content-sha256", ArgumentValue=payload)
     return _plain_body(request, payload, cont)
