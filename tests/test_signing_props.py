@@ -125,6 +125,15 @@ def test_sign_is_hmac_sha256(key, text):
     assert sigv4.sign(key, text) == expected  # again, from the cached states
 
 
+@SETTINGS
+@given(st.text(st.sampled_from(" a\t\xa0\u2003b\x0b\x1c\x85\u3000"), max_size=10))
+def test_header_values_are_tidied_as_aws_does(value):
+    """Canonical header values: whitespace trimmed and runs of it collapsed to one space, as botocore does it
+    (" ".join(value.split())); shoal skips the work for values that need none."""
+    assert sigv4.canonical_headers({"x-amz-meta-v": [value]}, ["x-amz-meta-v"]) == \
+        f"x-amz-meta-v:{' '.join(value.split())}\n"
+
+
 # -- Authorization header parsing -------------------------------------------------------------------------------
 
 token = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="/,= "), min_size=1,

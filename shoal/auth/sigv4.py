@@ -52,11 +52,23 @@ def canonical_query(params: Iterable[tuple[str, str]], *, skip: str | None = Non
     return "&".join([f"{k}={v}" for k, v in pairs])
 
 
+# Whitespace that canonicalisation changes: any but a single inner space (str.split and re's \s agree on what
+# whitespace is). Values without it, nearly all, are used as they are.
+_UNTIDY = re.compile(r"^\s|\s$|\s\s|[^\S ]").search
+
+
+def _tidy(value: str) -> str:
+    return " ".join(value.split()) if _UNTIDY(value) else value
+
+
 def canonical_headers(headers: Mapping[str, list[str]], signed: list[str]) -> str:
     lines = []
     for name in signed:
         values = headers.get(name, [])
-        lines.append(f"{name}:{','.join(' '.join(v.split()) for v in values)}\n")
+        if len(values) == 1:
+            lines.append(f"{name}:{_tidy(values[0])}\n")
+        else:
+            lines.append(f"{name}:{','.join(map(_tidy, values))}\n")
     return "".join(lines)
 
 
@@ -169,10 +181,11 @@ def parse_authorization(header: str) -> ParsedAuthorization:
         fields[name] = value
     try:
         access_key, scope = parse_credential(fields["Credential"])
-        signed = fields["SignedHeaders"].split(";")
+        names = fields["SignedHeaders"]
         signature = fields["Signature"]
     except KeyError as exc:
         raise ValueError(f"missing {exc.args[0]}") from None
-    if not signed or any(not h or h != h.lower() for h in signed):
+    signed = names.split(";")
+    if "" in signed or names != names.lower():  # no empty name, all lower case
         raise ValueError("malformed SignedHeaders")
     return ParsedAuthorization(access_key, scope, signed, signature)
