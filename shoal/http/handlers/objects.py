@@ -25,7 +25,9 @@ from shoal.storage.records import ObjectRecord
 
 log = logging.getLogger(__name__)
 
+ACL_HEADERS = ("x-amz-acl", *GRANT_HEADERS)
 CONTENT_HEADERS = ("Content-Encoding", "Content-Disposition", "Content-Language", "Cache-Control", "Expires")
+_CONTENT_NAMES = tuple(name.lower() for name in CONTENT_HEADERS)
 RESPONSE_OVERRIDES = {
     "response-content-type": "Content-Type",
     "response-content-language": "Content-Language",
@@ -45,11 +47,15 @@ def object_attributes(req: S3Request) -> ObjectAttributes:
 
 def attributes_from_headers(h: Mapping[str, str]) -> ObjectAttributes:
     """What a write sets on the object, from request headers (or form fields shaped like them)."""
+    # All names in one lower-case string: substring tests then skip the loops for what a request lacks (most
+    # carry no user metadata and no ACL headers); what they find is looked up properly.
+    names = "\n".join(h.keys()).lower()
     headers: dict[str, str] = {}
-    for name in CONTENT_HEADERS:
-        value = h.get(name)
-        if value is not None:
-            headers[name] = value
+    if any(name in names for name in _CONTENT_NAMES):
+        for name in CONTENT_HEADERS:
+            value = h.get(name)
+            if value is not None:
+                headers[name] = value
     encoding = headers.get("Content-Encoding")
     if encoding is not None:
         # aws-chunked describes the transfer, not the object: S3 does not store it.
@@ -60,11 +66,12 @@ def attributes_from_headers(h: Mapping[str, str]) -> ObjectAttributes:
         else:
             del headers["Content-Encoding"]
     user: dict[str, str] = {}
-    for name, value in h.items():
-        low = name.lower()
-        if low.startswith("x-amz-meta-"):
-            meta_name = low[len("x-amz-meta-"):]
-            user[meta_name] = f"{user[meta_name]},{value}" if meta_name in user else value
+    if "x-amz-meta-" in names:
+        for name, value in h.items():
+            low = name.lower()
+            if low.startswith("x-amz-meta-"):
+                meta_name = low[len("x-amz-meta-"):]
+                user[meta_name] = f"{user[meta_name]},{value}" if meta_name in user else value
     tagging = h.get("x-amz-tagging")
     return ObjectAttributes(
         content_type=h.get("Content-Type"),
@@ -72,7 +79,8 @@ def attributes_from_headers(h: Mapping[str, str]) -> ObjectAttributes:
         user=user,
         storage_class=h.get("x-amz-storage-class", "STANDARD"),
         tags=tagging_header(tagging) if tagging is not None else [],
-        acl_headers={n: h[n] for n in ("x-amz-acl", *GRANT_HEADERS) if n in h},
+        acl_headers={n: h[n] for n in ACL_HEADERS if n in h}
+        if "x-amz-acl" in names or "x-amz-grant-" in names else {},
         lock_mode=h.get("x-amz-object-lock-mode"),
         lock_until=h.get("x-amz-object-lock-retain-until-date"),
         legal_hold=h.get("x-amz-object-lock-legal-hold"),
