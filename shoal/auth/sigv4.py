@@ -58,6 +58,8 @@ _UNTIDY = re.compile(r"^\s|\s$|\s\s|[^\S ]").search
 
 
 def _tidy(value: str) -> str:
+    if " " not in value and value.isprintable():
+        return value  # no whitespace at all: every whitespace character but " " is unprintable
     return " ".join(value.split()) if _UNTIDY(value) else value
 
 
