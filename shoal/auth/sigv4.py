@@ -48,8 +48,8 @@ def _encoded_pair(name: str, value: str) -> tuple[str, str]:
 
 
 def canonical_query(params: Iterable[tuple[str, str]], *, skip: str | None = None) -> str:
-    pairs = sorted(_encoded_pair(k, v) for k, v in params if k != skip)
-    return "&".join([f"{k}={v}" for k, v in pairs])
+    pairs = sorted([_encoded_pair(k, v) for k, v in params if k != skip])
+    return "&".join(map("=".join, pairs))
 
 
 # Whitespace that canonicalisation changes: any but a single inner space (str.split and re's \s agree on what
