@@ -669,13 +669,17 @@ def _insert_latest(conn: sqlite3.Connection, r: ObjectRecord) -> None:
         # The id starts with the version's position, so a listing can resume after a version even once that
         # version has been deleted (ListObjectVersions markers are positions, not lookups).
         r.version_id = f"{r.seq:08x}{secrets.token_urlsafe(18)}"
-    for segment in r.segments:
-        _register_blob(conn, segment.blob_id, segment.check)
+    _register_segments(conn, r)
     conn.execute(
         f"INSERT INTO versions({_OBJECT_COLUMNS}, inline) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (r.bucket, r.key, r.version_id, r.size, r.etag, r.last_modified, int(r.delete_marker),
          _dumps(r.meta), _segments_json(r.segments), r.seq, 1, r.inline),
     )
+
+
+def _register_segments(conn: sqlite3.Connection, r: ObjectRecord) -> None:
+    for segment in r.segments:
+        _register_blob(conn, segment.blob_id, segment.check)
 
 
 def _put_object(
@@ -694,8 +698,7 @@ def _put_object(
             _release_replaced(conn, r, row[1])
             r.seq = row[2] + 1
             r.is_latest = True
-            for segment in r.segments:
-                _register_blob(conn, segment.blob_id, segment.check)
+            _register_segments(conn, r)
             conn.execute(
                 "UPDATE versions SET seq=?, size=?, etag=?, mtime=?, delete_marker=?, meta=?, segments=?, inline=? "
                 "WHERE rowid=?",
