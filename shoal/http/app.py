@@ -23,7 +23,7 @@ from shoal.auth.identities import Identity
 from shoal.errors import S3Error
 from shoal.http import whole, xml
 from shoal.http.authenticate import HeaderLists, RequestView, authenticate, expects_continue
-from shoal.http.routing import resolve, split_target
+from shoal.http.routing import decode_path, resolve, split_path, split_target
 from shoal.s3 import context, cors
 from shoal.s3.service import S3Service
 
@@ -405,8 +405,8 @@ class S3App:
         headers = request.headers
         query_pairs = parse_query(raw_query)
         query = dict(query_pairs)
-        bucket, key = split_target(raw_path, headers.get("Host", ""), self.domain)
-        path = unquote(raw_path)
+        path = decode_path(raw_path)
+        bucket, key = split_path(path, headers.get("Host", ""), self.domain)
         view = RequestView(request.method, raw_path, path, query_pairs, HeaderLists(headers),
                            bucket if self.domain and bucket and not raw_path.startswith(f"/{bucket}") else None)
         route = resolve(request.method, bucket, key, query, headers)

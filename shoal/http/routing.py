@@ -76,6 +76,11 @@ class Route(NamedTuple):
 
 def split_target(raw_path: str, host: str, domain: str | None) -> tuple[str | None, str | None]:
     """Bucket and key from the raw (still percent-encoded) path, and the Host header for virtual hosting."""
+    return split_path(decode_path(raw_path), host, domain)
+
+
+def decode_path(raw_path: str) -> str:
+    """The request path, percent-decoded; InvalidURI if it is not UTF-8 or holds a NUL."""
     path = raw_path.split("?", 1)[0]
     try:
         path = unquote(path, errors="strict")
@@ -83,6 +88,11 @@ def split_target(raw_path: str, host: str, domain: str | None) -> tuple[str | No
         raise S3Error("InvalidURI") from None
     if "\x00" in path:
         raise S3Error("InvalidURI")
+    return path
+
+
+def split_path(path: str, host: str, domain: str | None) -> tuple[str | None, str | None]:
+    """Bucket and key from the decoded path (see decode_path), and the Host header for virtual hosting."""
     if domain:
         hostname = host.rsplit(":", 1)[0].lower() if host and not host.endswith("]") else (host or "").lower()
         if hostname.endswith("." + domain):
