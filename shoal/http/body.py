@@ -54,7 +54,9 @@ async def _within(timeout: float | None, awaitable):
     if timeout is None:
         return await awaitable
     try:
-        return await asyncio.wait_for(awaitable, timeout)
+        # asyncio.timeout, as _Receiver.fill: wait_for on Python 3.11 can swallow a cancellation (shutdown).
+        async with asyncio.timeout(timeout):
+            return await awaitable
     except TimeoutError:
         raise S3Error("RequestTimeout") from None
 
