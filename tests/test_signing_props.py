@@ -115,7 +115,8 @@ def test_signing_key_matches_the_aws_documentation_example():
 
 @SETTINGS
 @given(st.binary(max_size=130),
-       st.text(st.one_of(st.characters(), st.sampled_from([chr(c) for c in range(0xDC80, 0xDD00)])), max_size=300))
+       st.text(st.one_of(st.characters(exclude_categories=("Cs",)),
+                         st.sampled_from([chr(c) for c in range(0xDC80, 0xDD00)])), max_size=300))
 def test_sign_is_hmac_sha256(key, text):
     """sigv4.sign computes HMAC from cached padded states: it must equal the standard HMAC for any key (keys
     longer than a block are hashed first) and any text, with the surrogates that stand for undecodable bytes in
