@@ -14,7 +14,7 @@ from awscrt.checksums import crc64nvme
 from shoal.auth.identities import Identity
 from shoal.crypto import blocks
 from shoal.errors import S3Error
-from shoal.s3 import access, access_settings, checksums, integrity, object_lock, sse
+from shoal.s3 import access, access_settings, checksums, context, integrity, object_lock, sse
 from shoal.s3.conditions import Conditions, evaluate, failed_condition
 from shoal.s3.ingest import MAX_PUT_SIZE, Body, Ingested, check_content_md5, ingest
 from shoal.s3.names import check_key, check_version_id
@@ -222,7 +222,8 @@ def head_object(
     """The version a GET or HEAD reads (or ``action`` is about), after access and precondition checks."""
     bucket = svc.existing_bucket(bucket_name)
     check_version_id(version_id)
-    record = svc.storage.meta.get_object(bucket_name, key, version_id)
+    # Read in the request's epoch: the bucket lookup above checked the store for changes a moment ago.
+    record = svc.storage.meta.get_object(bucket_name, key, version_id, epoch=context.current.get())
     action = action or ("s3:GetObjectVersion" if version_id else "s3:GetObject")
     if record is None:
         # As S3: a caller who may list the bucket learns that the key is missing (a listing would tell it

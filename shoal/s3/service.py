@@ -53,7 +53,7 @@ class S3Service:
             return self.storage.meta.get_bucket(name)
         bucket = ctx.buckets.get(name)
         if bucket is None:
-            bucket = self.storage.meta.get_bucket(name)
+            bucket = self.storage.meta.get_bucket(name, epoch=ctx)  # one freshness check per request
             if bucket is not None:
                 ctx.buckets[name] = bucket
         return bucket

@@ -54,6 +54,7 @@ class ObjectRecord:
     ``meta`` holds everything that is only read back, never searched: content headers, user metadata
     (``user``), checksums, storage class, owner, part list of multipart objects.
     Exactly one of ``inline`` (small objects, stored in the metadata) and ``segments`` carries the bytes.
+    (sqlite_meta builds these positionally, for speed: keep its two constructors in step with the fields.)
     """
 
     bucket: str
