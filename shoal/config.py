@@ -312,7 +312,7 @@ class ShoalConfig(_Strict):
     event_loop: Literal["auto", "uvloop", "asyncio"] = setting(
         "auto", flag="--event-loop", env=("SHOAL_EVENT_LOOP",), metavar="auto|uvloop|asyncio",
         help="The event loop: uvloop (libuv, ~5-15% less CPU per request) or Python's own; auto takes uvloop when "
-             "it is installed (a dependency except on Windows) and there is one worker.")
+             "it is installed (a dependency except on Windows).")
     cors_origins: list[str] = setting(default_factory=list, flag="--cors-origin", env=("SHOAL_CORS_ORIGINS",),
                                       multiple=True, metavar="ORIGIN",
                                       help="Allow browsers from ORIGIN ('*' for any) on buckets without CORS rules "

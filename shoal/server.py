@@ -303,17 +303,17 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
 
 def _worker_main(settings: ServerSettings, lifecycle: bool) -> None:
     configure_logging(settings)
-    _run_loop(serve(settings, reuse_port=True, lifecycle=lifecycle), settings.event_loop, settings.workers)
+    _run_loop(serve(settings, reuse_port=True, lifecycle=lifecycle), settings.event_loop)
 
 
-def _run_loop(main, choice: str, workers: int = 1) -> None:
+def _run_loop(main, choice: str) -> None:
     """Run the server's coroutine on uvloop (its transports, timers and callbacks are C: about 10% fewer
-    instructions per small request, measured with callgrind) or on asyncio's own loop.
+    instructions per small request, measured with callgrind) or on asyncio's own loop; "auto" takes uvloop
+    when it is installed.
 
-    "auto" takes uvloop for a single process only: with --workers 2, 4 KiB PUTs at 16 connections had a p99 of
-    37-55 ms on uvloop against 7-8 ms on asyncio's loop (and 10% less throughput), not yet explained."""
-    if choice == "auto" and workers > 1:
-        choice = "asyncio"
+    (Until the metadata writers took turns, auto kept several workers on asyncio's loop: with --workers 2,
+    4 KiB PUTs at 16 connections had a p99 of 26-55 ms on uvloop, from one worker's writer starving the
+    other's. See SqliteMetadataStore._take_turn.)"""
     if choice != "asyncio":
         try:
             import uvloop
