@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
 from collections.abc import Mapping
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 ACL_HEADERS = ("x-amz-acl", *GRANT_HEADERS)
 CONTENT_HEADERS = ("Content-Encoding", "Content-Disposition", "Content-Language", "Cache-Control", "Expires")
-_CONTENT_NAMES = tuple(name.lower() for name in CONTENT_HEADERS)
+_ANY_CONTENT_NAME = re.compile("|".join(name.lower() for name in CONTENT_HEADERS)).search
 RESPONSE_OVERRIDES = {
     "response-content-type": "Content-Type",
     "response-content-language": "Content-Language",
@@ -51,7 +52,7 @@ def attributes_from_headers(h: Mapping[str, str]) -> ObjectAttributes:
     # carry no user metadata and no ACL headers); what they find is looked up properly.
     names = "\n".join(h.keys()).lower()
     headers: dict[str, str] = {}
-    if any(name in names for name in _CONTENT_NAMES):
+    if _ANY_CONTENT_NAME(names):
         for name in CONTENT_HEADERS:
             value = h.get(name)
             if value is not None:
@@ -92,7 +93,8 @@ def checksum_request(req: S3Request) -> ChecksumRequest:
 
 
 def checksum_from_headers(h: Mapping[str, str]) -> ChecksumRequest:
-    present = [(a, h[checksums.HEADER_FOR[a]]) for a in checksums.ALGORITHMS if checksums.HEADER_FOR[a] in h]
+    present = [(a, h[checksums.HEADER_FOR[a]]) for a in checksums.ALGORITHMS if checksums.HEADER_FOR[a] in h] \
+        if "x-amz-checksum-" in "\n".join(h.keys()).lower() else []  # one test skips five lookups (most PUTs)
     if len(present) > 1:
         raise S3Error("InvalidRequest", "Expecting a single x-amz-checksum- header. Multiple checksum Types are "
                       "not allowed.")
