@@ -124,6 +124,34 @@ def test_the_cache_stays_within_its_byte_bound(stores):
     assert 0 < len(here._local.object_cache) < 400
 
 
+def test_a_get_that_retries_reads_past_its_request_epoch(tmp_path):
+    """A GET whose blob is gone when it opens it (the object was replaced, its old blob collected, between the
+    metadata read and the open) reads the metadata again. Within the request's epoch that read would come from
+    the cache, the replaced row again; the retry (recheck) reads what the store holds now."""
+    import os
+
+    from shoal.auth.identities import Identity, IdentityStore
+    from shoal.s3 import context, objects
+    from shoal.s3.service import S3Service
+    from shoal.storage.engine import Storage
+
+    storage = Storage.open_local(str(tmp_path))
+    other = SqliteMetadataStore(os.path.join(str(tmp_path), ".shoal", "meta.sqlite3"))  # another worker's
+    owner = Identity("AKOWNER", "secret", "owner", "owner")
+    svc = S3Service(storage, IdentityStore())
+    token = context.current.set(context.RequestContext())  # one request
+    try:
+        storage.meta.create_bucket_sync(Bucket("bkt", "owner", time.time()))
+        asyncio.run(other.put_object(record("k", b"old")))
+        assert objects.head_object(svc, owner, "bkt", "k").inline == b"old"
+        asyncio.run(other.put_object(record("k", b"new")))  # committed by the other process mid-request
+        assert objects.head_object(svc, owner, "bkt", "k", recheck=True).inline == b"new"
+    finally:
+        context.current.reset(token)
+        other.close()
+        storage.close()
+
+
 def test_every_worker_serves_the_newest_body_at_once(make_server):
     """Through the server: clients whose kept-alive connections sit on either worker GET a key (warming that
     worker's cache), then one client replaces or deletes it; every client's next GET, on the same connection,

@@ -218,12 +218,17 @@ def head_object(
     conditions: Conditions | None = None,
     version_id: str | None = None,
     action: str | None = None,
+    recheck: bool = False,
 ) -> ObjectRecord:
-    """The version a GET or HEAD reads (or ``action`` is about), after access and precondition checks."""
+    """The version a GET or HEAD reads (or ``action`` is about), after access and precondition checks.
+
+    ``recheck``: read what the store holds now, not what it held when this request's reads began (a GET whose
+    blob was gone when it opened it, because the object was replaced meanwhile, retries with it)."""
     bucket = svc.existing_bucket(bucket_name)
     check_version_id(version_id)
     # Read in the request's epoch: the bucket lookup above checked the store for changes a moment ago.
-    record = svc.storage.meta.get_object(bucket_name, key, version_id, epoch=context.current.get())
+    epoch = None if recheck else context.current.get()
+    record = svc.storage.meta.get_object(bucket_name, key, version_id, epoch=epoch)
     action = action or ("s3:GetObjectVersion" if version_id else "s3:GetObject")
     if record is None:
         # As S3: a caller who may list the bucket learns that the key is missing (a listing would tell it
