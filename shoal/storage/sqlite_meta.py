@@ -125,8 +125,9 @@ def _dumps(value: Any) -> str:
 def _dumps_object_json(value: Any) -> str:
     """An object row's JSON (meta, segments), written on every PUT: orjson, about a quarter of json.dumps's cost
     with these separators (which make json build a new encoder per call). What orjson refuses goes to json:
-    lone surrogates (header bytes that were not UTF-8) and integers beyond 64 bits. _loads_object_json reads
-    either."""
+    lone surrogates (header bytes that were not UTF-8), non-string keys. _loads_object_json reads either.
+    Object meta holds strings, lists, dicts and integers (sizes, counts), never floats: orjson would write a NaN
+    as null where json writes NaN, and neither reads back integers beyond 64 bits exactly."""
     try:
         return orjson.dumps(value).decode()
     except orjson.JSONEncodeError:
@@ -286,8 +287,8 @@ class SqliteMetadataStore:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
-            self._take_turn()
             try:
+                self._take_turn()  # inside: the writer lock is released whatever happens (unlocking is harmless)
                 results = self._run_batch(conn, batch)
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
