@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -303,7 +304,22 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
 
 def _worker_main(settings: ServerSettings, lifecycle: bool) -> None:
     configure_logging(settings)
+    _follow_parent(os.getppid())
     _run_loop(serve(settings, reuse_port=True, lifecycle=lifecycle), settings.event_loop)
+
+
+def _follow_parent(parent: int, interval: float = 0.5) -> None:
+    """Shut this worker down, as SIGTERM does, once the process that started it is gone. The parent forwards
+    SIGTERM and SIGINT to its workers, but a parent killed outright (kill -9, the OOM killer) cannot: its
+    workers would go on serving the port, and holding the data directory, with nobody to stop them."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        log.warning("the server's parent process %d is gone: shutting this worker down", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _run_loop(main, choice: str) -> None:

@@ -40,7 +40,7 @@ from awscrt.checksums import crc64nvme
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import ROOT
+from conftest import ROOT, client
 
 MiB = 1024 * 1024
 ABSENT = "absent"
@@ -334,3 +334,49 @@ def test_crash_harness_long(make_server):
     seed = int(os.environ.get("SHOAL_CRASH_SEED", time.time()))
     print(f"\ncrash harness seed {seed}")
     crash_cycles(make_server, cycles=100, writers=8, keys_per_writer=6, seed=seed)
+
+
+def _spawned_children(parent: int) -> list[int]:
+    """Worker processes (multiprocessing spawn) whose parent is ``parent`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and b"spawn_main" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited (nobody reaped it yet)
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_stop_when_their_parent_is_killed(make_server):
+    """The parent forwards SIGTERM to its workers; killed outright (kill -9, the OOM killer) it cannot. The
+    workers notice it is gone and shut down on their own, instead of serving the port and holding the data
+    directory with nobody to stop them; a new server then starts on the same directory."""
+    srv = make_server(args=["--workers", "2"])
+    workers = _spawned_children(srv.proc.pid)
+    assert len(workers) == 2, workers
+    srv.proc.kill()
+    srv.proc.wait()
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_running(pid) for pid in workers), "workers outlived their parent"
+    again = make_server(args=["--workers", "2"], data_dir=srv.data_dir)
+    s3 = client(again.endpoint)
+    s3.create_bucket(Bucket="after-parent-kill")
+    assert s3.list_buckets()["Buckets"]
