@@ -308,7 +308,8 @@ class ShoalConfig(_Strict):
     region: str = setting("us-east-1", flag="--region", env=("SHOAL_REGION", "MINIO_REGION", "MINIO_REGION_NAME"),
                           metavar="REGION", help="Region reported to clients.")
     workers: int = setting(1, ge=1, le=256, flag="--workers", env=("SHOAL_WORKERS",), metavar="N",
-                           help="Worker processes sharing the port (SO_REUSEPORT).")
+                           help="Worker processes sharing the port (SO_REUSEPORT); they stop when the parent does, "
+                                "even if it is killed.")
     event_loop: Literal["auto", "uvloop", "asyncio"] = setting(
         "auto", flag="--event-loop", env=("SHOAL_EVENT_LOOP",), metavar="auto|uvloop|asyncio",
         help="The event loop: uvloop (libuv, ~5-15% less CPU per request) or Python's own; auto takes uvloop when "
