@@ -302,9 +302,9 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
     os.close(lock)
 
 
-def _worker_main(settings: ServerSettings, lifecycle: bool) -> None:
+def _worker_main(settings: ServerSettings, lifecycle: bool, parent: int) -> None:
     configure_logging(settings)
-    _follow_parent(os.getppid())
+    _follow_parent(parent)  # the parent's pid as it passed it: it may have died while this worker started
     _run_loop(serve(settings, reuse_port=True, lifecycle=lifecycle), settings.event_loop)
 
 
@@ -430,7 +430,7 @@ def run(settings: ServerSettings) -> None:
     ctx = multiprocessing.get_context("spawn")
     # Only the first worker runs the lifecycle worker: one pass at a time is enough (and all its writes are
     # conditional, so even overlapping passes could not delete anything twice or wrongly).
-    workers = [ctx.Process(target=_worker_main, args=(settings, i == 0), daemon=False)
+    workers = [ctx.Process(target=_worker_main, args=(settings, i == 0, os.getpid()), daemon=False)
                for i in range(settings.workers)]
     for w in workers:
         w.start()
