@@ -53,9 +53,18 @@ class S3Request:
     request_id: str
     response_headers: dict[str, str] = field(default_factory=dict)
     stall_timeout: float | None = None  # seconds the client may stop reading a response body (--body-timeout)
+    _names: str | None = field(default=None, repr=False)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
+
+    def header_names(self) -> str:
+        """Every header name in lower case, one per line, made once per request: a substring test then tells a
+        parser whether a family of headers (x-amz-meta-, x-amz-checksum-, SSE...) is there at all."""
+        names = self._names
+        if names is None:
+            names = self._names = "\n".join(self.headers.keys()).lower()
+        return names
 
     async def read_body(self, limit: int = MAX_XML_BODY) -> bytes:
         """The whole (small) request body, for XML documents; verified like any payload."""

@@ -119,9 +119,10 @@ def parse_customer_key(headers, prefix: str = "") -> CustomerKey | None:
     return CustomerKey(key, md5.strip())
 
 
-def parse_write(headers) -> Requested:
-    """The encryption a write request asks for, validated (400 InvalidArgument for anything inconsistent)."""
-    if H_SSE not in "\n".join(headers.keys()).lower():
+def parse_write(headers, names: str | None = None) -> Requested:
+    """The encryption a write request asks for, validated (400 InvalidArgument for anything inconsistent).
+    ``names``: the header names in lower case, one per line, if the caller has them."""
+    if H_SSE not in (names if names is not None else "\n".join(headers.keys()).lower()):
         return Requested()  # every header here starts with H_SSE, and most writes send none of them
     customer = parse_customer_key(headers)
     algorithm = headers.get(H_SSE)

@@ -30,7 +30,7 @@ async def create_multipart_upload(svc: S3Service, req: S3Request) -> web.StreamR
         algorithm = algorithm.strip().upper()
         if algorithm not in checksums.ALGORITHMS:
             raise S3Error("InvalidRequest", f"Checksum algorithm provided is unsupported: {algorithm}")
-    requested = sse.parse_write(req.headers)
+    requested = sse.parse_write(req.headers, req.header_names())
     upload = await multipart.create_upload(
         svc, req.identity, req.bucket, req.key, object_attributes(req), algorithm,
         req.headers.get("x-amz-checksum-type"), requested,
