@@ -59,11 +59,10 @@ class S3Request:
         return self.headers.get(name)
 
     def header_names(self) -> str:
-        """Every header name in lower case, one per line, made once per request: a substring test then tells a
-        parser whether a family of headers (x-amz-meta-, x-amz-checksum-, SSE...) is there at all."""
+        """context.header_names of this request's headers, made once however many parsers ask."""
         names = self._names
         if names is None:
-            names = self._names = "\n".join(self.headers.keys()).lower()
+            names = self._names = context.header_names(self.headers)
         return names
 
     async def read_body(self, limit: int = MAX_XML_BODY) -> bytes:

@@ -35,6 +35,13 @@ _HEADER_KEYS = (
 )
 
 
+def header_names(headers: Mapping[str, str]) -> str:
+    """Every header name in lower case, one per line: one substring test then tells a parser whether a family of
+    headers (x-amz-meta-, x-amz-checksum-, SSE...) is there at all, before it looks any up. (Also for HTML form
+    fields shaped like headers.)"""
+    return "\n".join(headers.keys()).lower()
+
+
 def expected_owner() -> str | None:
     """x-amz-expected-bucket-owner, when the caller sent it."""
     ctx = current.get()

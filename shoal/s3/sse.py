@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from shoal.crypto import blocks, keys
 from shoal.errors import S3Error
+from shoal.s3.context import header_names
 
 SSE_S3 = "AES256"
 KMS = "aws:kms"
@@ -122,7 +123,7 @@ def parse_customer_key(headers, prefix: str = "") -> CustomerKey | None:
 def parse_write(headers, names: str | None = None) -> Requested:
     """The encryption a write request asks for, validated (400 InvalidArgument for anything inconsistent).
     ``names``: the header names in lower case, one per line, if the caller has them."""
-    if H_SSE not in (names if names is not None else "\n".join(headers.keys()).lower()):
+    if H_SSE not in (names if names is not None else header_names(headers)):
         return Requested()  # every header here starts with H_SSE, and most writes send none of them
     customer = parse_customer_key(headers)
     algorithm = headers.get(H_SSE)

@@ -17,6 +17,7 @@ from shoal.http.app import S3Request, xml_response
 from shoal.s3 import checksums, integrity, objects, sse
 from shoal.s3.acl import GRANT_HEADERS
 from shoal.s3.conditions import Conditions, parse_http_date
+from shoal.s3.context import header_names
 from shoal.s3.lifecycle import expiration_header
 from shoal.s3.objects import ChecksumRequest, CopySource, ObjectAttributes
 from shoal.s3.service import S3Service
@@ -51,7 +52,7 @@ def attributes_from_headers(h: Mapping[str, str], names: str | None = None) -> O
     # All names in one lower-case string: substring tests then skip the loops for what a request lacks (most
     # carry no user metadata and no ACL headers); what they find is looked up properly.
     if names is None:
-        names = "\n".join(h.keys()).lower()
+        names = header_names(h)
     headers: dict[str, str] = {}
     if _ANY_CONTENT_NAME(names):
         for name in CONTENT_HEADERS:
@@ -95,7 +96,7 @@ def checksum_request(req: S3Request) -> ChecksumRequest:
 
 def checksum_from_headers(h: Mapping[str, str], names: str | None = None) -> ChecksumRequest:
     if names is None:
-        names = "\n".join(h.keys()).lower()
+        names = header_names(h)
     present = [(a, h[checksums.HEADER_FOR[a]]) for a in checksums.ALGORITHMS if checksums.HEADER_FOR[a] in h] \
         if "x-amz-checksum-" in names else []  # one substring test skips five lookups (most PUTs)
     if len(present) > 1:
