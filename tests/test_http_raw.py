@@ -172,7 +172,7 @@ def test_changing_a_signed_header_breaks_the_signature(raw, rb):
 # -- payload hash ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", [10, 200 * 1024])  # inline and blob-backed
+@pytest.mark.parametrize("size", [10, 200 * 1024, 3 * 1024 * 1024 + 5])  # inline, one buffer, several buffers
 def test_payload_hash_mismatch_commits_nothing(raw, rb, size):
     original = os.urandom(size)
     assert raw.signed("PUT", f"/{rb}/k", original).status == 200
@@ -276,8 +276,9 @@ def test_decoded_length_mismatch_commits_nothing(raw, rb):
 
 
 @pytest.mark.parametrize("good", [True, False])
-def test_unsigned_trailer_with_crc32(raw, rb, good):
-    data = os.urandom(100_000)
+@pytest.mark.parametrize("size", [100_000, 2 * 1024 * 1024 + 77])  # one buffer, several
+def test_unsigned_trailer_with_crc32(raw, rb, good, size):
+    data = os.urandom(size)
     path = f"/{rb}/trailer"
     headers = streaming_headers(raw, path, len(data), "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
                                 {"x-amz-trailer": "x-amz-checksum-crc32", "x-amz-sdk-checksum-algorithm": "CRC32"})

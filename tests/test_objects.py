@@ -146,7 +146,9 @@ def test_empty_put_then_more_requests_on_same_connection(server, bucket):
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-@pytest.mark.parametrize("size", [1000, 200 * 1024])
+# Inline, one blob buffer, and several 1 MiB buffers (each hashed for the ETag, the payload hash boto3 signs over
+# plain HTTP and the checksum, on worker threads at once: shoal.s3.ingest._Hashers.lanes).
+@pytest.mark.parametrize("size", [1000, 200 * 1024, 3 * 1024 * 1024 + 4321])
 def test_checksum_algorithm_trailer(s3, bucket, algorithm, size):
     data = os.urandom(size)
     put = s3.put_object(Bucket=bucket, Key="ck", Body=data, ChecksumAlgorithm=algorithm)
