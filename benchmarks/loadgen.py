@@ -201,12 +201,15 @@ def stream_get(host: str, port: int, path: str, headers: dict[str, str] | None =
 
 
 def stream_put(host: str, port: int, path: str, size: int, source: memoryview, method: str = "PUT",
-               sock: socket.socket | None = None) -> tuple[int, dict[str, str], bytes]:
+               sock: socket.socket | None = None,
+               headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     """Send ``size`` bytes (``source`` repeated) as the body."""
     own = sock is None
     if own:
         sock = socket.create_connection((host, port))
-    sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {size}\r\n\r\n".encode())
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {size}\r\n{extra}\r\n"
+                 .encode())
     left = size
     while left:
         piece = source[:min(left, len(source))]
