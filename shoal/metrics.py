@@ -35,6 +35,10 @@ LATENCY = Histogram("shoal_request_duration_seconds", "Time from a request's hea
 RECEIVED = Counter("shoal_received_bytes", "Request body bytes received (as declared by Content-Length).",
                    ["operation"])
 SENT = Counter("shoal_sent_bytes", "Response body bytes sent (as declared by Content-Length).", ["operation"])
+META_WRITES = Counter("shoal_metadata_writes", "Metadata writes (object and bucket changes) made durable.")
+META_COMMITS = Counter("shoal_metadata_commits", "Metadata transactions committed (one WAL fsync each when durable), "
+                       "by thread: 'writer' commits groups of writes, 'loop' a request's write while it is alone.",
+                       ["thread"])
 GC_BLOBS = Counter("shoal_gc_blobs_freed", "Blob files deleted by the garbage collector.")
 GC_RUNS = Counter("shoal_gc_runs", "Garbage collection rounds that freed at least one blob.")
 LIFECYCLE_PASSES = Counter("shoal_lifecycle_passes", "Lifecycle passes completed.")
@@ -159,6 +163,7 @@ class Metrics:
         self._counts: dict[tuple[str, int], int] = {}  # requests not yet flushed, by (operation, status)
         self._tallies: dict[str, list] = {}  # and their latencies and bytes, by operation (see observe)
         self._flush_timer: asyncio.TimerHandle | None = None
+        self._meta_counts = (0, 0, 0)  # the metadata store's (writes, writer commits, loop commits) at the last flush
         if multiprocess_dir():
             from prometheus_client import multiprocess
 
@@ -193,6 +198,7 @@ class Metrics:
         """Add the tallies to the prometheus_client metrics (which, with workers, write them where every worker's
         scrape reads them)."""
         self._flush_timer = None
+        self._flush_meta_counts()
         counts, self._counts = self._counts, {}
         tallies, self._tallies = self._tallies, {}
         for (operation, status), count in counts.items():
@@ -211,6 +217,18 @@ class Metrics:
             if tally[2]:
                 sent.inc(tally[2])  # type: ignore[attr-defined]
             _add_to_histogram(latency, tally[0], tally[3:])
+
+    def _flush_meta_counts(self) -> None:
+        meta = self.stats.storage.meta
+        counts = (getattr(meta, "writes", 0), getattr(meta, "commits_by_writer", 0), getattr(meta, "commits_here", 0))
+        writes, by_writer, here = (now - before for now, before in zip(counts, self._meta_counts, strict=True))
+        self._meta_counts = counts
+        if writes:
+            META_WRITES.inc(writes)
+        if by_writer:
+            META_COMMITS.labels("writer").inc(by_writer)
+        if here:
+            META_COMMITS.labels("loop").inc(here)
 
     async def render(self) -> tuple[bytes, str]:
         self.flush()

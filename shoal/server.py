@@ -261,6 +261,12 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
         # Also the time a new connection has to deliver its first request head: trickled headers are cut off.
         keepalive_timeout=settings.idle_timeout,
     )
+    if hasattr(storage.meta, "quiet"):
+        # A request alone in this worker may commit on the event loop's thread (see shoal.storage.sqlite_meta).
+        # Alone means one open connection too: the loop does not read other connections while it commits, so
+        # with several clients "no other request in flight" would hold after every commit and turn group
+        # commit into one fsync per request.
+        storage.meta.quiet = lambda: app.in_flight <= 1 and len(server.connections) <= 1
     runner = web.ServerRunner(server, shutdown_timeout=settings.shutdown_timeout, handle_signals=False)
     await runner.setup()
     sock = _listen_socket(settings.host, settings.port, reuse_port)
