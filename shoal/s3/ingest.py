@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import concurrent.futures
 import hashlib
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -50,10 +52,13 @@ class _Work:
     def __init__(self) -> None:
         self._started: list[concurrent.futures.Future] = []
 
-    def start(self, fn, *args) -> asyncio.Future:
+    def submit(self, fn, *args) -> concurrent.futures.Future:
         call = _WORKERS.submit(fn, *args)
         self._started = [c for c in self._started if not c.done()] + [call]
-        waiter = asyncio.wrap_future(call)
+        return call
+
+    def start(self, fn, *args) -> asyncio.Future:
+        waiter = asyncio.wrap_future(self.submit(fn, *args))
         waiter.add_done_callback(lambda f: f.cancelled() or f.exception())  # an early end explains any error
         return waiter
 
@@ -62,6 +67,64 @@ class _Work:
         and its file is closed (at most one buffer's hashing and writing)."""
         concurrent.futures.wait(self._started)
         self._started = []
+
+
+class _Lane:
+    """One function applied to an upload's buffers strictly in order, by one worker thread at a time. A buffer fed
+    while the previous one is still in hand is taken by the same thread the moment it is done, with no trip
+    through the event loop and no thread to wake: MD5, the slowest lane, never idles between two buffers. After
+    a failure (a write's ENOSPC, say) every later buffer fails the same way without being touched."""
+
+    def __init__(self, fn: Callable[[memoryview], object], work: _Work) -> None:
+        self._fn = fn
+        self._work = work
+        self._lock = threading.Lock()
+        self._backlog: collections.deque[tuple[memoryview, concurrent.futures.Future]] = collections.deque()
+        self._draining = False
+        self._failed: BaseException | None = None
+
+    def feed(self, data: memoryview) -> concurrent.futures.Future:
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        with self._lock:
+            self._backlog.append((data, done))
+            if self._draining:
+                return done
+            self._draining = True
+        self._work.submit(self._drain)  # _Work.wait() then also waits for what is fed while it runs
+        return done
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                if not self._backlog:
+                    self._draining = False
+                    return
+                data, done = self._backlog.popleft()
+            if not done.set_running_or_notify_cancel():  # its upload's task was cancelled while waiting for it
+                self._failed = self._failed or concurrent.futures.CancelledError()
+                continue
+            if self._failed is not None:
+                done.set_exception(self._failed)
+                continue
+            try:
+                self._fn(data)
+            except BaseException as exc:
+                self._failed = exc
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+
+
+async def _finished(calls: tuple[concurrent.futures.Future, ...]) -> None:
+    """Wait until every one of ``calls`` is done (their buffer is free again), then raise the first error."""
+    for call in calls:
+        if not call.done():
+            try:
+                await asyncio.wrap_future(call)  # woken from a worker thread only when there is something to wait for
+            except Exception:
+                pass  # raised below, once all are done
+    for call in calls:
+        call.result()
 
 
 POOL_LIMIT = 8 << 20  # bytes of idle buffers kept for the next uploads
@@ -200,42 +263,47 @@ def _hash_and_write(work: _Work, lanes: tuple[Callable[[memoryview], None], ...]
     return (*(work.start(lane, data) for lane in lanes), work.start(writer.write, data))
 
 
+_DIRECT_BUFFERS = 3
+
+
 async def _ingest_direct(body: DirectBody, lanes: tuple[Callable[[memoryview], None], ...], writer: BlobWriter,
                          max_size: int, work: _Work) -> int:
-    """Stream a body into ``writer`` through two reused buffers: while one is filled from the socket, the other is
-    hashed on worker threads (MD5 on one, any other hashes on another: ``_Hashers.lanes``) and written (with the
-    blob's CRC) on another. MD5 and the write each take about as long as receiving, so running them all at once
-    is what lets a single upload use both cores. Returns the size."""
+    """Stream a body into ``writer`` through three reused buffers. Each buffer, once filled from the socket, goes
+    to every lane: the hash lanes (MD5 on one, any other hashes on another: ``_Hashers.lanes``) and the write
+    (with the blob's CRC), each a ``_Lane`` on worker threads. A buffer is filled again once every lane is done
+    with it. MD5 is the slowest; with two buffers queued behind the one it hashes it never waits, while the
+    loop receives and the other lanes run on the other core. Returns the size."""
     global _direct_in_use
-    # Two buffers per upload, both out of the shared budget: a fair share of it while uploads start together
-    # (they all count as active before the first reaches here), never more than what is left of it.
-    share = min(BUFFER_BUDGET // (2 * max(1, _active_blob_uploads)), (BUFFER_BUDGET - _direct_in_use) // 2)
+    # The buffers come out of the shared budget: a fair share of it while uploads start together (they all count
+    # as active before the first reaches here), never more than what is left of it.
+    count = _DIRECT_BUFFERS
+    share = min(BUFFER_BUDGET // (count * max(1, _active_blob_uploads)), (BUFFER_BUDGET - _direct_in_use) // count)
     size_each = max(MIN_BUFFER, min(BUFFER, share))
-    buffers = [_take_buffer(size_each), _take_buffer(size_each)]
-    _direct_in_use += 2 * size_each
-    pending: tuple[asyncio.Future, ...] = ()  # the worker calls reading the other buffer
+    buffers = [_take_buffer(size_each) for _ in range(count)]
+    _direct_in_use += count * size_each
+    workers = [_Lane(fn, work) for fn in (*lanes, writer.write)]
+    reading: list[tuple[concurrent.futures.Future, ...]] = [()] * count  # per buffer: the lanes' calls on it
     size = 0
     turn = 0
     try:
         while True:
-            view = memoryview(buffers[turn])  # free: its worker calls finished before the other buffer's began
+            await _finished(reading[turn])
+            reading[turn] = ()
+            view = memoryview(buffers[turn])
             n = await body.readinto(view)
             if not n:
                 break
             size += n
             if size > max_size:
                 raise S3Error("EntityTooLarge", ProposedSize=str(size), MaxSizeAllowed=str(max_size))
-            # The previous buffer first: bytes must be hashed and written in order.
-            await _settle(pending)
-            pending = ()
             filled = view[:n]
-            pending = _hash_and_write(work, lanes, writer, filled)
-            turn ^= 1
-        await _settle(pending)
-        pending = ()
+            reading[turn] = tuple(lane.feed(filled) for lane in workers)
+            turn = (turn + 1) % count
+        for calls in reading:
+            await _finished(calls)
     finally:
         work.wait()  # the buffers go back to the pool only once no worker thread can still be reading them
-        _direct_in_use -= 2 * size_each
+        _direct_in_use -= count * size_each
         for buf in buffers:
             _return_buffer(buf)
     return size

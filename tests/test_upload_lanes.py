@@ -1,0 +1,122 @@
+"""The worker lanes an upload's buffers go through (shoal.s3.ingest._Lane): each lane applies its function (a
+hash, the blob write) to the buffers strictly in the order they were fed, however many are queued, and after a
+failure fails the rest without touching them. Uploads through the server, whose ETags and checksums depend on
+this order, are in test_objects, test_http_raw and test_large."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import errno
+import hashlib
+import os
+import random
+import threading
+import time
+
+import pytest
+
+from shoal.s3.ingest import _finished, _Lane, _Work
+
+
+def test_a_lane_keeps_the_order_of_its_buffers():
+    seen: list[int] = []
+    threads: set[int] = set()
+    active = threading.Semaphore(1)
+    rnd = random.Random(5)
+
+    def record(data: memoryview) -> None:
+        assert active.acquire(blocking=False), "two calls of one lane ran at once"
+        try:
+            threads.add(threading.get_ident())
+            time.sleep(rnd.random() / 2000)
+            seen.append(int.from_bytes(data, "big"))
+        finally:
+            active.release()
+
+    work = _Work()
+    lane = _Lane(record, work)
+    calls = []
+    for i in range(300):
+        calls.append(lane.feed(memoryview(i.to_bytes(2, "big"))))
+        if i % 37 == 0:
+            time.sleep(0.002)  # now and then the lane catches up and a new drain starts
+    work.wait()
+    assert all(c.done() and c.exception() is None for c in calls)
+    assert seen == list(range(300))
+
+
+def test_a_hash_fed_through_a_lane_matches_one_made_at_once():
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    md5 = hashlib.md5()
+    work = _Work()
+    lane = _Lane(md5.update, work)
+    view = memoryview(data)
+    for start in range(0, len(data), 65536):
+        lane.feed(view[start:start + 65536])
+    work.wait()
+    assert md5.digest() == hashlib.md5(data).digest()
+
+
+def test_after_a_failure_a_lane_fails_the_rest_without_touching_them():
+    touched: list[int] = []
+    gate = threading.Event()
+
+    def write(data: memoryview) -> None:
+        gate.wait(5)
+        n = int.from_bytes(data, "big")
+        touched.append(n)
+        if n == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    work = _Work()
+    lane = _Lane(write, work)
+    calls = [lane.feed(memoryview(i.to_bytes(1, "big"))) for i in range(8)]
+    gate.set()
+    work.wait()
+    assert touched == [0, 1, 2, 3]
+    assert [c.exception() is None for c in calls] == [True] * 3 + [False] * 5
+    assert all(isinstance(c.exception(), OSError) and c.exception().errno == errno.ENOSPC for c in calls[3:])
+
+
+def test_waiting_for_a_buffer_raises_its_first_error_once_all_its_calls_are_done():
+    release = threading.Event()
+    finished: list[str] = []
+
+    def slow(data: memoryview) -> None:
+        release.wait(5)
+        finished.append("slow")
+
+    def failing(data: memoryview) -> None:
+        raise ValueError("bad")
+
+    async def main() -> None:
+        work = _Work()
+        calls = (_Lane(failing, work).feed(memoryview(b"x")), _Lane(slow, work).feed(memoryview(b"x")))
+        threading.Timer(0.1, release.set).start()
+        with pytest.raises(ValueError):
+            await _finished(calls)
+        assert finished == ["slow"]  # the buffer was free again before the error surfaced
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_wait_stops_the_lane_from_touching_later_buffers():
+    release = threading.Event()
+    touched: list[int] = []
+
+    def write(data: memoryview) -> None:
+        release.wait(5)
+        touched.append(int.from_bytes(data, "big"))
+
+    work = _Work()
+    lane = _Lane(write, work)
+    first = lane.feed(memoryview(b"\x00"))
+    second = lane.feed(memoryview(b"\x01"))
+    third = lane.feed(memoryview(b"\x02"))
+    assert second.cancel()  # what cancelling the upload's task does to a call not yet started
+    release.set()
+    work.wait()
+    assert touched == [0]
+    assert first.exception() is None and second.cancelled()
+    assert isinstance(third.exception(), concurrent.futures.CancelledError)
