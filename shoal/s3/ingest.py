@@ -57,14 +57,9 @@ class _Work:
         self._started = [c for c in self._started if not c.done()] + [call]
         return call
 
-    def start(self, fn, *args) -> asyncio.Future:
-        waiter = asyncio.wrap_future(self.submit(fn, *args))
-        waiter.add_done_callback(lambda f: f.cancelled() or f.exception())  # an early end explains any error
-        return waiter
-
     def wait(self) -> None:
         """Block until none of them still runs: on the way out of a failed upload, before its buffers are reused
-        and its file is closed (at most one buffer's hashing and writing)."""
+        and its file is closed (at most the hashing and writing of the buffers in flight)."""
         concurrent.futures.wait(self._started)
         self._started = []
 
@@ -245,22 +240,9 @@ class DirectBody(Body, Protocol):
     async def readinto(self, view: memoryview) -> int: ...  # fills view unless the body ends first; 0 at the end
 
 
-async def _settle(futures: tuple[asyncio.Future, ...]) -> None:
-    """Wait for every one of ``futures``, then raise the first error among them."""
-    error: BaseException | None = None
-    for future in futures:
-        try:
-            await future
-        except BaseException as exc:
-            error = error or exc
-    if error is not None:
-        raise error
-
-
-def _hash_and_write(work: _Work, lanes: tuple[Callable[[memoryview], None], ...], writer: BlobWriter,
-                    data: memoryview) -> tuple[asyncio.Future, ...]:
-    """Start hashing ``data`` (one worker call per lane) and writing it (another), all at once."""
-    return (*(work.start(lane, data) for lane in lanes), work.start(writer.write, data))
+def _lanes_for(lanes: tuple[Callable[[memoryview], None], ...], writer: BlobWriter, work: _Work) -> list[_Lane]:
+    """An upload's lanes: one per hash lane (``_Hashers.lanes``), one for the blob write."""
+    return [_Lane(fn, work) for fn in (*lanes, writer.write)]
 
 
 _DIRECT_BUFFERS = 3
@@ -281,7 +263,7 @@ async def _ingest_direct(body: DirectBody, lanes: tuple[Callable[[memoryview], N
     size_each = max(MIN_BUFFER, min(BUFFER, share))
     buffers = [_take_buffer(size_each) for _ in range(count)]
     _direct_in_use += count * size_each
-    workers = [_Lane(fn, work) for fn in (*lanes, writer.write)]
+    workers = _lanes_for(lanes, writer, work)
     reading: list[tuple[concurrent.futures.Future, ...]] = [()] * count  # per buffer: the lanes' calls on it
     size = 0
     turn = 0
@@ -330,8 +312,9 @@ async def ingest(
     buffer = bytearray()
     size = 0
     writer: BlobWriter | None = None
-    pending: tuple[asyncio.Future, ...] = ()  # the worker calls still reading the previous buffer
+    pending: tuple[concurrent.futures.Future, ...] = ()  # the lanes' calls still reading the previous buffer
     lanes = hashers.lanes()
+    workers: list[_Lane] = []
 
     def new_writer() -> BlobWriter:
         inner = blobs.new_writer()
@@ -363,11 +346,12 @@ async def ingest(
                 counted = True
                 _active_blob_uploads += 1
             if writer is not None and len(buffer) >= buffer_size():
-                await _settle(pending)
-                # Hand the filled buffer itself to the workers (no copy) and start a fresh one.
+                await _finished(pending)
+                # Hand the filled buffer itself to the lanes (no copy) and start a fresh one.
                 chunk, buffer = buffer, bytearray()
-                pending = _hash_and_write(work, lanes, writer, memoryview(chunk))
-        await _settle(pending)
+                workers = workers or _lanes_for(lanes, writer, work)
+                pending = tuple(lane.feed(memoryview(chunk)) for lane in workers)
+        await _finished(pending)
         pending = ()
         inline = salt = None
         if writer is None:
@@ -376,7 +360,8 @@ async def ingest(
             if dek is not None:
                 salt, inline = blocks.seal_inline(dek, inline)
         elif buffer:
-            await _settle(_hash_and_write(work, lanes, writer, memoryview(buffer)))
+            workers = workers or _lanes_for(lanes, writer, work)
+            await _finished(tuple(lane.feed(memoryview(buffer)) for lane in workers))
         if hashers.sha256 is not None:
             body.check_sha256(hashers.sha256.hexdigest())
     except BaseException:
