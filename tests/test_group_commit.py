@@ -49,6 +49,19 @@ def counts(store: SqliteMetadataStore) -> tuple[int, int, int]:
     return store.writes, store.commits_by_writer, store.commits_here
 
 
+def commits_made_by(store: SqliteMetadataStore, writes: int) -> tuple[int, int]:
+    """Make ``writes`` writes, one after another on one event loop: (commits by the writer thread, commits on the
+    loop's thread)."""
+    before = counts(store)
+
+    async def main():
+        for i in range(writes):
+            await put(store, f"k{i}")
+
+    asyncio.run(main())
+    return store.commits_by_writer - before[1], store.commits_here - before[2]
+
+
 def test_a_quiet_write_commits_on_the_callers_thread(store):
     before = counts(store)
 
@@ -64,14 +77,7 @@ def test_a_quiet_write_commits_on_the_callers_thread(store):
 
 def test_without_quiet_every_write_goes_to_the_writer_thread(store):
     store.quiet = None
-    before = counts(store)
-
-    async def writes():
-        for i in range(3):
-            await put(store, f"k{i}")
-
-    asyncio.run(writes())
-    assert (store.commits_by_writer - before[1], store.commits_here - before[2]) == (3, 0)
+    assert commits_made_by(store, 3) == (3, 0)
     assert committed_keys(store) == {"k0", "k1", "k2"}
 
 
@@ -129,29 +135,15 @@ def test_a_quiet_write_does_not_wait_on_the_loop_for_a_program_outside_the_lock(
 
 def test_the_writer_thread_commits_every_so_often_for_the_checkpoints(store, monkeypatch):
     monkeypatch.setattr(sqlite_meta, "_HERE_STREAK", 3)
-    before = counts(store)
-
-    async def writes():
-        for i in range(9):
-            await put(store, f"k{i}")
-
-    asyncio.run(writes())
     # Three on the loop's thread, one by the writer thread (whose connection runs the WAL checkpoints), again...
-    assert (store.commits_by_writer - before[1], store.commits_here - before[2]) == (2, 7)
+    assert commits_made_by(store, 9) == (2, 7)
     assert committed_keys(store) == {f"k{i}" for i in range(9)}
 
 
 def test_after_a_slow_commit_the_loop_stays_out_of_fsyncs(store, monkeypatch):
     monkeypatch.setattr(sqlite_meta, "_HERE_SLOW", 0.0)  # every commit counts as slow
     monkeypatch.setattr(sqlite_meta, "_HERE_PAUSE", 60.0)
-    before = counts(store)
-
-    async def writes():
-        for i in range(3):
-            await put(store, f"k{i}")
-
-    asyncio.run(writes())
-    assert (store.commits_by_writer - before[1], store.commits_here - before[2]) == (2, 1)
+    assert commits_made_by(store, 3) == (2, 1)
 
 
 def test_a_failing_write_on_the_loop_leaves_nothing_behind(store):
