@@ -36,9 +36,9 @@ RECEIVED = Counter("shoal_received_bytes", "Request body bytes received (as decl
                    ["operation"])
 SENT = Counter("shoal_sent_bytes", "Response body bytes sent (as declared by Content-Length).", ["operation"])
 META_WRITES = Counter("shoal_metadata_writes", "Metadata writes (object and bucket changes) made durable.")
-META_COMMITS = Counter("shoal_metadata_commits", "Metadata transactions committed (one WAL fsync each when durable), "
-                       "by thread: 'writer' commits groups of writes, 'loop' a request's write while it is alone.",
-                       ["thread"])
+META_COMMITS = Counter("shoal_metadata_commits", "Metadata transactions that committed writes (one WAL fsync each "
+                       "when durable), by thread: 'writer' commits groups of writes, 'loop' the first write of a "
+                       "request while it is alone.", ["thread"])
 GC_BLOBS = Counter("shoal_gc_blobs_freed", "Blob files deleted by the garbage collector.")
 GC_RUNS = Counter("shoal_gc_runs", "Garbage collection rounds that freed at least one blob.")
 LIFECYCLE_PASSES = Counter("shoal_lifecycle_passes", "Lifecycle passes completed.")

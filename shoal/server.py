@@ -19,6 +19,7 @@ from shoal.auth.identities import Identity, IdentityStore, canonical_id
 from shoal.crypto import keys
 from shoal.http.app import S3App, protocol_error_handler
 from shoal.lifecycle import LifecycleWorker
+from shoal.s3 import context as s3_context
 from shoal.s3.service import S3Service
 from shoal.storage.engine import Storage
 from shoal.storage.fsck import hold_shared_lock
@@ -262,11 +263,13 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
         keepalive_timeout=settings.idle_timeout,
     )
     if hasattr(storage.meta, "quiet"):
-        # A request alone in this worker may commit on the event loop's thread (see shoal.storage.sqlite_meta).
-        # Alone means one open connection too: the loop does not read other connections while it commits, so
-        # with several clients "no other request in flight" would hold after every commit and turn group
-        # commit into one fsync per request.
-        storage.meta.quiet = lambda: app.in_flight <= 1 and len(server.connections) <= 1
+        # A request alone in this worker may commit its first write on the event loop's thread (see
+        # shoal.storage.sqlite_meta). Alone means one open connection too: the loop does not read other
+        # connections while it commits, so with several clients "no other request in flight" would hold after
+        # every commit and turn group commit into one fsync per request. Only the first write: the writes a
+        # request starts together (DeleteObjects) share the writer thread's commits.
+        storage.meta.quiet = lambda: (app.in_flight <= 1 and len(server.connections) <= 1
+                                      and s3_context.first_write())
     runner = web.ServerRunner(server, shutdown_timeout=settings.shutdown_timeout, handle_signals=False)
     await runner.setup()
     sock = _listen_socket(settings.host, settings.port, reuse_port)

@@ -21,6 +21,7 @@ class RequestContext:
     signature_version: str | None = None  # "AWS4-HMAC-SHA256" or "AWS" (V2); None when anonymous
     auth_type: str | None = None  # "REST-HEADER", "REST-QUERY-STRING", "POST"
     buckets: dict = field(default_factory=dict)  # bucket records already read by this request (see S3Service)
+    first_write_taken: bool = False  # see first_write()
 
 
 current: ContextVar[RequestContext | None] = ContextVar("shoal_request_context", default=None)
@@ -40,6 +41,18 @@ def header_names(headers: Mapping[str, str]) -> str:
     headers (x-amz-meta-, x-amz-checksum-, SSE...) is there at all, before it looks any up. (Also for HTML form
     fields shaped like headers.)"""
     return "\n".join(headers.keys()).lower()
+
+
+def first_write() -> bool:
+    """True once per request, for the first metadata write of the request this task serves; False outside a
+    request (background work such as lifecycle). The front end lets only that write commit on the event loop's
+    thread (shoal.storage.sqlite_meta): writes a request starts together, DeleteObjects' up to 1000 deletes,
+    must share the writer thread's commits rather than each pay an fsync on the loop."""
+    ctx = current.get()
+    if ctx is None or ctx.first_write_taken:
+        return False
+    ctx.first_write_taken = True
+    return True
 
 
 def expected_owner() -> str | None:
