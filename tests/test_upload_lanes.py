@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from shoal.s3 import ingest
 from shoal.s3.ingest import _finished, _Lane, _Work
 
 
@@ -120,3 +121,68 @@ def test_a_cancelled_wait_stops_the_lane_from_touching_later_buffers():
     assert touched == [0]
     assert first.exception() is None and second.cancelled()
     assert isinstance(third.exception(), concurrent.futures.CancelledError)
+
+
+class _Body:
+    """A body that fills the caller's buffers from ``data``, in pieces, yielding to the loop between them."""
+
+    def __init__(self, data: bytes, piece: int = 300_000) -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+        self.piece = piece
+
+    async def readinto(self, view: memoryview) -> int:
+        await asyncio.sleep(0)
+        n = min(len(view), self.piece, len(self.data) - self.pos)
+        view[:n] = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return n
+
+
+class _SlowWriter:
+    """Copies what it is given only after a pause: a buffer refilled before its write lane finished shows up as
+    the wrong bytes."""
+
+    def __init__(self, pause: float = 0.003) -> None:
+        self.got = bytearray()
+        self.pause = pause
+        self.calls: list[tuple[float, float]] = []
+
+    def write(self, data: memoryview) -> None:
+        started = time.monotonic()
+        time.sleep(self.pause)
+        self.got += data
+        self.calls.append((started, time.monotonic()))
+
+
+def test_buffers_are_refilled_only_after_every_lane_is_done_with_them():
+    data = os.urandom(7 * 1024 * 1024 + 123)  # several rounds of the three buffers
+    md5 = hashlib.md5()
+    writer = _SlowWriter()
+
+    async def main() -> int:
+        return await ingest._ingest_direct(_Body(data), (md5.update,), writer, len(data), _Work())
+
+    assert asyncio.run(main()) == len(data)
+    assert bytes(writer.got) == data
+    assert md5.digest() == hashlib.md5(data).digest()
+
+
+def test_a_cancelled_upload_returns_only_when_no_lane_touches_its_buffers():
+    data = os.urandom(12 * 1024 * 1024)
+    writer = _SlowWriter(pause=0.02)
+
+    async def main() -> float:
+        task = asyncio.create_task(ingest._ingest_direct(_Body(data), (hashlib.md5().update,), writer, len(data),
+                                                         _Work()))
+        await asyncio.sleep(0.05)  # buffers in flight, the write lane behind
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic()
+
+    returned = asyncio.run(main())
+    time.sleep(0.1)  # a write still running at the return would have ended by now
+    assert writer.calls, "nothing was written before the cancel"
+    assert all(end <= returned for _, end in writer.calls)
+    assert len(writer.got) < len(data)

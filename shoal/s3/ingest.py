@@ -2,8 +2,9 @@
 written in the same pass, in bounded buffers.
 
 Small bodies stay in memory and are stored inline in the metadata (one group-committed write, no file).
-Larger ones go to a blob writer; each 1 MiB buffer is hashed and written on a worker thread while the event
-loop receives the next one (hashlib and os.write release the GIL, so this uses both cores).
+Larger ones go to a blob writer: each 1 MiB buffer goes through lanes on worker threads (MD5; the other hashes;
+the write), each taking its buffers in order, while the event loop receives the next ones (hashlib and os.write
+release the GIL, so this uses both cores).
 
 Given a data key (server-side encryption), the same pass hashes the plaintext and seals it (AES-GCM releases
 the GIL too): blobs get an encrypting writer, inline bytes are sealed with a fresh salt (``inline_salt``).
