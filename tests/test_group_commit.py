@@ -245,3 +245,26 @@ def test_the_writes_a_request_starts_together_share_commits(make_server):
     assert here <= 1, f"{here} of one request's writes committed on the loop"
     assert by_writer < 59, "the deletes did not share commits"
     assert "Contents" not in s3.list_objects_v2(Bucket="together")
+
+
+def test_a_write_interrupted_on_the_loop_leaves_no_transaction_open(store):
+    """Even what is not an Exception (an interrupt arriving mid-write) must not leave the loop's connection in its
+    transaction: it would hold SQLite's write lock, and every later write would wait for it."""
+
+    class Interrupted(BaseException):
+        pass
+
+    def interrupted(conn):
+        conn.execute("DELETE FROM versions")
+        raise Interrupted
+
+    async def writes():
+        await put(store, "before")
+        with pytest.raises(Interrupted):
+            await store.write(interrupted)
+        await asyncio.wait_for(put(store, "after"), 5)  # on the loop's thread again
+        store.quiet = None
+        await asyncio.wait_for(put(store, "by-writer"), 5)  # and by the writer thread
+
+    asyncio.run(writes())
+    assert committed_keys(store) == {"before", "after", "by-writer"}

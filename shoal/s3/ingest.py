@@ -353,7 +353,6 @@ async def ingest(
                 workers = workers or _lanes_for(lanes, writer, work)
                 pending = tuple(lane.feed(memoryview(chunk)) for lane in workers)
         await _finished(pending)
-        pending = ()
         inline = salt = None
         if writer is None:
             hashers.update_small(buffer)

@@ -308,8 +308,8 @@ class SqliteMetadataStore:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return False, None
+            conn = self._here_conn
             try:
-                conn = self._here_conn
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                 except sqlite3.OperationalError:  # locked by a program that does not take the lock file
@@ -319,6 +319,8 @@ class SqliteMetadataStore:
                 if time.monotonic() - started > _HERE_SLOW:
                     self._here_paused_until = time.monotonic() + _HERE_PAUSE
             finally:
+                if conn.in_transaction:  # something escaped _in_transaction (which commits or rolls back)
+                    conn.rollback()
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
                 self._local.epoch = None  # as in _write
             self._here_streak += 1
@@ -404,16 +406,21 @@ class SqliteMetadataStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except Exception as exc:
-            log.exception("metadata commit failed")
-            try:
-                conn.execute("ROLLBACK")  # a connection somehow left in a transaction starts clean next time
-            except sqlite3.Error:
-                pass
-            return [(None, exc) for _ in batch]
+            return cls._failed(conn, batch, exc)  # (rolled back: a connection left in a transaction starts clean)
         return cls._in_transaction(conn, batch)
 
     @staticmethod
-    def _in_transaction(conn: sqlite3.Connection, batch: list) -> list[tuple[Any, BaseException | None]]:
+    def _failed(conn: sqlite3.Connection, batch: list, exc: Exception) -> list[tuple[Any, BaseException | None]]:
+        """Called while handling ``exc``: nothing of the batch is committed, and every write of it fails so."""
+        log.exception("metadata commit failed")
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        return [(None, exc) for _ in batch]
+
+    @classmethod
+    def _in_transaction(cls, conn: sqlite3.Connection, batch: list) -> list[tuple[Any, BaseException | None]]:
         """Run the batch's writes in the transaction just begun, and commit it."""
         results: list[tuple[Any, BaseException | None]] = []
         # A write alone in its transaction needs no savepoint: if it fails, the whole transaction is rolled
@@ -439,12 +446,7 @@ class SqliteMetadataStore:
                     results.append((None, exc))
             conn.execute("COMMIT")
         except Exception as exc:  # the commit itself failed: nothing in the batch happened
-            log.exception("metadata commit failed")
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            return [(None, exc) for _ in batch]
+            return cls._failed(conn, batch, exc)
         return results
 
     # -- buckets -----------------------------------------------------------------------------------------
