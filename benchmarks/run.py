@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -81,6 +82,12 @@ class Bench:
         self.blob = memoryview(os.urandom(4 * MiB))
 
     # ---- helpers ----
+    @staticmethod
+    def point(workload: str, fn) -> tuple[str, object]:
+        """One measurement point of a workload: the workload methods yield these, and the run measures each
+        point on every server in turn (see run_interleaved) before the next."""
+        return workload, fn
+
     def measure(self, workload: str, fn) -> Row:
         mon = self.server.monitor
         assert mon is not None
@@ -111,28 +118,28 @@ class Bench:
         return res
 
     # ---- workloads ----
-    def small(self) -> None:
+    def small(self) -> Iterator[tuple[str, object]]:
         b = "small"
         self.create_bucket(b)
         get_keys = [f"get/{i:05d}" for i in range(1000)]
         self.populate(b, get_keys, 4096)
         for c in self.cfg.concurrency:
             put_paths = [self.sign.path("PUT", b, f"put/{c}/{i:05d}") for i in range(1000)]
-            self.measure(f"4 KiB PUT c={c}", lambda p=put_paths, c=c: loadgen.wrk(
+            yield self.point(f"4 KiB PUT c={c}", lambda p=put_paths, c=c: loadgen.wrk(
                 self.server.endpoint, p, "PUT", 4096, c, self.cfg.duration))
             get_paths = [self.sign.path("GET", b, k) for k in get_keys]
-            self.measure(f"4 KiB GET c={c}", lambda p=get_paths, c=c: loadgen.wrk(
+            yield self.point(f"4 KiB GET c={c}", lambda p=get_paths, c=c: loadgen.wrk(
                 self.server.endpoint, p, "GET", 4096, c, self.cfg.duration))
             head_urls = [self.sign.url("HEAD", b, k) for k in get_keys]
-            self.measure(f"4 KiB HEAD c={c}", lambda u=head_urls, c=c: loadgen.closed_loop(
+            yield self.point(f"4 KiB HEAD c={c}", lambda u=head_urls, c=c: loadgen.closed_loop(
                 (("HEAD", u[i % len(u)], {}, None) for i in range(10**9)), c, self.cfg.duration))
             del_keys = [f"del/{c}/{i:05d}" for i in range(self.cfg.delete_ops)]
             self.populate(b, del_keys, 4096)
             del_urls = [self.sign.url("DELETE", b, k) for k in del_keys]
-            self.measure(f"4 KiB DELETE c={c}", lambda u=del_urls, c=c: loadgen.closed_loop(
+            yield self.point(f"4 KiB DELETE c={c}", lambda u=del_urls, c=c: loadgen.closed_loop(
                 (("DELETE", x, {}, None) for x in u), c, None))
 
-    def list(self) -> None:
+    def list(self) -> Iterator[tuple[str, object]]:
         b = "list"
         n = self.cfg.list_keys
         self.create_bucket(b)
@@ -194,15 +201,15 @@ class Bench:
             conn.close()
             return res.finish()
 
-        self.measure(f"LIST 1000 of {n} (paging)", walk)
-        self.measure(f"LIST 1000 of {n}, start-after", lambda: loadgen.closed_loop(
+        yield self.point(f"LIST 1000 of {n} (paging)", walk)
+        yield self.point(f"LIST 1000 of {n}, start-after", lambda: loadgen.closed_loop(
             no_delim(), 1, self.cfg.duration * 3))
-        self.measure(f"LIST 1000 of {n}, prefix+delim", lambda: loadgen.closed_loop(
+        yield self.point(f"LIST 1000 of {n}, prefix+delim", lambda: loadgen.closed_loop(
             in_prefix(), 1, self.cfg.duration * 3))
-        self.measure(f"LIST delim at root of {n} (100 CP)", lambda: loadgen.closed_loop(
+        yield self.point(f"LIST delim at root of {n} (100 CP)", lambda: loadgen.closed_loop(
             root_delim(), 1, self.cfg.duration * 3))
 
-    def mixed(self) -> None:
+    def mixed(self) -> Iterator[tuple[str, object]]:
         b = "mixed"
         self.create_bucket(b)
         keys = [f"m/{i:03d}" for i in range(64)]
@@ -218,9 +225,9 @@ class Bench:
                 else:
                     yield ("PUT", self.sign.url("PUT", b, k), {}, body)
 
-        self.measure("1 MiB 50/50 GET/PUT c=16", lambda: loadgen.closed_loop(reqs(), 16, self.cfg.duration))
+        yield self.point("1 MiB 50/50 GET/PUT c=16", lambda: loadgen.closed_loop(reqs(), 16, self.cfg.duration))
 
-    def stream(self) -> None:
+    def stream(self) -> Iterator[tuple[str, object]]:
         b = "stream"
         self.create_bucket(b)
         size = self.cfg.stream_size
@@ -266,15 +273,15 @@ class Bench:
             best.limit = limit
             return best
 
-        self.measure(f"single-stream PUT {label}", put)
+        yield self.point(f"single-stream PUT {label}", put)
         # What boto3's put_object sends over plain HTTP: a signed SHA-256 of the payload and a CRC32 checksum,
         # both of which the server computes over every byte as it arrives (with the MD5 for the ETag).
         payload_sha256, crc32 = _repeated_digests(self.blob, size)
-        self.measure(f"single-stream PUT {label}, signed SHA-256 + CRC32",
+        yield self.point(f"single-stream PUT {label}, signed SHA-256 + CRC32",
                      lambda: put({"x-amz-checksum-crc32": crc32}))
-        self.measure(f"single-stream GET {label}", get)
+        yield self.point(f"single-stream GET {label}", get)
 
-    def ranged(self) -> None:
+    def ranged(self) -> Iterator[tuple[str, object]]:
         b = "stream"
         size = self.cfg.stream_size
         url = self.sign.url("GET", b, "big")
@@ -287,10 +294,10 @@ class Bench:
                 yield ("GET", url, {"Range": f"bytes={i * 524288}-{(i + 1) * 524288 - 1}"}, None)
 
         for c in (1, 16):
-            self.measure(f"ranged GET 512 KiB c={c}", lambda c=c: loadgen.closed_loop(
+            yield self.point(f"ranged GET 512 KiB c={c}", lambda c=c: loadgen.closed_loop(
                 reqs(), c, self.cfg.duration))
 
-    def multipart(self) -> None:
+    def multipart(self) -> Iterator[tuple[str, object]]:
         b = "stream"
         self.create_bucket(b)
         size, part = self.cfg.stream_size, self.cfg.part_size
@@ -329,7 +336,7 @@ class Bench:
             dt = time.perf_counter() - t
             return Result(ops=1, seconds=dt, bytes=size, p50=dt, p99=dt, client_cpu=time.process_time() - c0)
 
-        self.measure(f"multipart PUT {label}", run)
+        yield self.point(f"multipart PUT {label}", run)
 
 
 def machine() -> dict[str, str]:
@@ -414,6 +421,26 @@ def render(rows: list[Row], lim: dict[str, float], versions: dict[str, str], dur
     return "\n".join(out) + "\n"
 
 
+def run_interleaved(workload: str, benches: dict[str, Bench], failures: list[str]) -> None:
+    """Run one workload on every server, point by point: each point (4 KiB GET c=1, say) is measured on all the
+    servers within seconds of each other, before the next point. This VM's speed drifts by the minute, and a
+    server measured minutes after another would carry the drift into their ratio. Setup between points (buckets,
+    keys) runs on each server just before its point. A server failing a point skips the rest of that workload."""
+    points = {name: getattr(bench, workload)() for name, bench in benches.items()}
+    while points:
+        for name in list(points):
+            bench = benches[name]
+            try:
+                label, fn = next(points[name])
+                bench.measure(label, fn)
+            except StopIteration:
+                del points[name]
+            except Exception as exc:  # a peer failing one workload does not end the run
+                log(f"  ! {workload} failed on {name}: {type(exc).__name__}: {str(exc)[:300]}")
+                failures.append(f"{workload} on {name}: {type(exc).__name__}: {str(exc)[:200]}")
+                del points[name]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller sizes and shorter points (a few minutes)")
@@ -450,24 +477,22 @@ def main(argv: list[str] | None = None) -> None:
     failures: list[str] = []
     worker_counts = [int(n) for n in args.workers.split(",") if n]
     names = [f"shoal w{n}" for n in worker_counts] + [p for p in args.peers.split(",") if p]
-    for name in names:
-        srv = Shoal(workdir, int(name[7:])) if name.startswith("shoal") else PEERS[name](workdir)
-        log(f"{name} on {srv.endpoint} (load {os.getloadavg()[0]:.2f})")
-        versions[name], durab[name] = srv.version(), srv.durability
-        srv.start()
-        try:
-            bench = Bench(srv, cfg)
-            for w in WORKLOADS:
-                if w in workloads:
-                    try:
-                        getattr(bench, w)()
-                    except Exception as exc:  # a peer failing one workload does not end the run
-                        log(f"  ! {w} failed on {name}: {type(exc).__name__}: {str(exc)[:300]}")
-                        failures.append(f"{w} on {name}: {type(exc).__name__}: {str(exc)[:200]}")
-        finally:
+    benches: dict[str, Bench] = {}
+    try:
+        for name in names:
+            srv = Shoal(workdir, int(name[7:])) if name.startswith("shoal") else PEERS[name](workdir)
+            log(f"{name} on {srv.endpoint} (load {os.getloadavg()[0]:.2f})")
+            versions[name], durab[name] = srv.version(), srv.durability
+            srv.start()
+            benches[name] = Bench(srv, cfg)
+        for w in WORKLOADS:
+            if w in workloads:
+                run_interleaved(w, benches, failures)
+    finally:
+        for bench in benches.values():
             rows.extend(bench.rows)
-            srv.stop()
-            shutil.rmtree(srv.data_dir, ignore_errors=True)
+            bench.server.stop()
+            shutil.rmtree(bench.server.data_dir, ignore_errors=True)
     text = render(rows, lim or {"loopback sendfile GET": 0, "MD5": 0, "disk write + fdatasync": 0}, versions,
                   durab, cfg, started)
     if failures:
