@@ -8,6 +8,7 @@ import base64
 import datetime
 import hashlib
 import hmac
+import random
 import zlib
 from unittest import mock
 from urllib.parse import quote
@@ -234,8 +235,9 @@ def encode_chunked(chunks: list[bytes], *, signed: bool, trailer: tuple[str, str
 
 
 def decode_chunked(encoded: bytes, cuts: list[int], *, signed: bool, trailer: bool,
-                   length: int | None) -> tuple[bytes, dict[str, str]]:
-    """Run ChunkedBody over ``encoded`` delivered in pieces split at ``cuts``; raises what it raises."""
+                   length: int | None, into: int | None = None) -> tuple[bytes, dict[str, str]]:
+    """Run ChunkedBody over ``encoded`` delivered in pieces split at ``cuts``, taken with read() or, given
+    ``into``, with readinto() of a buffer that size (as uploads of a declared length do); raises what it raises."""
     from aiohttp import StreamReader
 
     async def run():
@@ -255,8 +257,14 @@ def decode_chunked(encoded: bytes, cuts: list[int], *, signed: bool, trailer: bo
         feeder = asyncio.ensure_future(feed())
         out = bytearray()
         try:
-            while chunk := await body.read():
-                out += chunk
+            if into is None:
+                while chunk := await body.read():
+                    out += chunk
+            else:
+                buffer = memoryview(bytearray(into))
+                while n := await body.readinto(buffer):
+                    assert n == into or not await body.readinto(buffer)  # a short fill only at the end
+                    out += buffer[:n]
             assert await body.read() == b""
         finally:
             await feeder
@@ -287,20 +295,34 @@ def crc32_b64(data: bytes) -> str:
 
 
 @SETTINGS
-@given(chunked_payloads(), st.booleans(), st.booleans(), st.booleans())
-def test_chunked_decoder_round_trips(payload, signed, with_trailer, declare_length):
+@given(chunked_payloads(), st.booleans(), st.booleans(), st.booleans(), st.one_of(st.none(), st.integers(1, 4000)))
+def test_chunked_decoder_round_trips(payload, signed, with_trailer, declare_length, into):
     data, chunks, cuts = payload
     trailer = ("x-amz-checksum-crc32", crc32_b64(data)) if with_trailer else None
     encoded = encode_chunked(chunks, signed=signed, trailer=trailer)
     out, trailers = decode_chunked(encoded, cuts, signed=signed, trailer=with_trailer,
-                                   length=len(data) if declare_length else None)
+                                   length=len(data) if declare_length else None, into=into)
     assert out == data
     assert trailers == ({"x-amz-checksum-crc32": trailer[1]} if trailer else {})
 
 
+@pytest.mark.parametrize("into", [1, 7, 64, 1000, 5000])
+@pytest.mark.parametrize("signed", [False, True])
+def test_chunked_readinto_fills_across_deliveries(into, signed):
+    """readinto fills the whole buffer however the stream arrives (here a few bytes at a time, chunk headers and
+    data split anywhere), short only at the end, and loses nothing between deliveries."""
+    rnd = random.Random(into)
+    data = rnd.randbytes(4321)
+    chunks = [data[:1000], data[1000:1001], data[1001:3000], data[3000:]]
+    encoded = encode_chunked(chunks, signed=signed)
+    cuts = sorted(rnd.sample(range(1, len(encoded)), 300))
+    out, _ = decode_chunked(encoded, cuts, signed=signed, trailer=False, length=len(data), into=into)
+    assert out == data
+
+
 @SETTINGS
-@given(chunked_payloads(), st.data())
-def test_chunked_decoder_detects_any_changed_byte_in_a_signed_stream(payload, data):
+@given(chunked_payloads(), st.data(), st.one_of(st.none(), st.integers(1, 4000)))
+def test_chunked_decoder_detects_any_changed_byte_in_a_signed_stream(payload, data, into):
     plain, chunks, cuts = payload
     encoded = bytearray(encode_chunked(chunks, signed=True))
     at = data.draw(st.integers(0, len(encoded) - 1))
@@ -309,7 +331,7 @@ def test_chunked_decoder_detects_any_changed_byte_in_a_signed_stream(payload, da
     # Some changes keep the meaning (hex digits in another case, "a" vs "A"), or only touch the last CRLF.
     assume(bytes(encoded).lower() != encode_chunked(chunks, signed=True).lower())
     try:
-        out, _ = decode_chunked(bytes(encoded), cuts, signed=True, trailer=False, length=len(plain))
+        out, _ = decode_chunked(bytes(encoded), cuts, signed=True, trailer=False, length=len(plain), into=into)
     except S3Error as exc:
         assert exc.code in ("SignatureDoesNotMatch", "IncompleteBody", "InvalidRequest"), exc.code
         return
@@ -318,35 +340,35 @@ def test_chunked_decoder_detects_any_changed_byte_in_a_signed_stream(payload, da
 
 
 @SETTINGS
-@given(chunked_payloads(), st.booleans(), st.data())
-def test_chunked_decoder_refuses_any_truncation(payload, signed, data):
+@given(chunked_payloads(), st.booleans(), st.data(), st.one_of(st.none(), st.integers(1, 4000)))
+def test_chunked_decoder_refuses_any_truncation(payload, signed, data, into):
     _, chunks, cuts = payload
     encoded = encode_chunked(chunks, signed=signed)
     # Everything but the final CRLF matters (a missing final CRLF is a missing end of the stream).
     end = data.draw(st.integers(0, len(encoded) - 3))
     with pytest.raises(S3Error) as exc:
-        decode_chunked(encoded[:end], cuts, signed=signed, trailer=False, length=None)
+        decode_chunked(encoded[:end], cuts, signed=signed, trailer=False, length=None, into=into)
     assert exc.value.code in ("IncompleteBody", "SignatureDoesNotMatch")
 
 
 @SETTINGS
-@given(chunked_payloads())
-def test_chunked_decoder_checks_the_declared_length(payload):
+@given(chunked_payloads(), st.one_of(st.none(), st.integers(1, 4000)))
+def test_chunked_decoder_checks_the_declared_length(payload, into):
     plain, chunks, cuts = payload
     encoded = encode_chunked(chunks, signed=False)
     with pytest.raises(S3Error) as exc:
-        decode_chunked(encoded, cuts, signed=False, trailer=False, length=len(plain) + 1)
+        decode_chunked(encoded, cuts, signed=False, trailer=False, length=len(plain) + 1, into=into)
     assert exc.value.code == "IncompleteBody"
 
 
 @SETTINGS
-@given(chunked_payloads())
-def test_chunked_decoder_refuses_a_wrong_trailer_signature(payload):
+@given(chunked_payloads(), st.one_of(st.none(), st.integers(1, 4000)))
+def test_chunked_decoder_refuses_a_wrong_trailer_signature(payload, into):
     plain, chunks, cuts = payload
     encoded = encode_chunked(chunks, signed=True, trailer=("x-amz-checksum-crc32", crc32_b64(plain)))
     tampered = encoded.replace(f"crc32:{crc32_b64(plain)}".encode(), f"crc32:{crc32_b64(plain + b'x')}".encode())
     with pytest.raises(S3Error) as exc:
-        decode_chunked(tampered, cuts, signed=True, trailer=True, length=len(plain))
+        decode_chunked(tampered, cuts, signed=True, trailer=True, length=len(plain), into=into)
     assert exc.value.code == "SignatureDoesNotMatch"
 
 

@@ -517,12 +517,31 @@ class ChunkedBody:
     async def read(self) -> bytes:
         """The data of the chunks received so far (at least one byte, at most 1 MiB); b"" after the last chunk and
         its trailers were read and checked."""
+        return b"".join(await self._take(MAX_READ))
+
+    async def readinto(self, view: memoryview) -> int:
+        """Fill ``view`` with decoded data unless the body ends first (then the last chunk and its trailers have
+        been read and checked); 0 at the end. Each byte is copied once, from the received buffers into ``view``:
+        an upload then takes the same path as a plain body (shoal.s3.ingest._ingest_direct)."""
+        filled = 0
+        while filled < len(view):
+            pieces = await self._take(len(view) - filled)
+            if not pieces:
+                break
+            for piece in pieces:
+                view[filled:filled + len(piece)] = piece
+                filled += len(piece)
+        return filled
+
+    async def _take(self, limit: int) -> list[memoryview]:
+        """Pieces of the chunks received so far, at least one byte and at most ``limit`` in all; none after the last
+        chunk and its trailers were read and checked."""
         if self._done:
-            return b""
+            return []
         await self._continue()
         pieces: list[memoryview] = []
         taken = 0
-        while taken < MAX_READ and not self._done:
+        while taken < limit and not self._done:
             if self._chunk_left == 0:
                 if pieces and not self._buffered():
                     break  # hand on what we have rather than wait for the next chunk
@@ -533,7 +552,7 @@ class ChunkedBody:
                 if pieces:
                     break
                 await self._fill()
-            n = min(self._chunk_left, self._buffered(), MAX_READ - taken)
+            n = min(self._chunk_left, self._buffered(), limit - taken)
             piece = memoryview(self._buf)[self._pos : self._pos + n]
             self._pos += n
             self._chunk_left -= n
@@ -544,4 +563,4 @@ class ChunkedBody:
             pieces.append(piece)
             if self._chunk_left == 0:
                 await self._end_of_chunk_data()
-        return b"".join(pieces)
+        return pieces
