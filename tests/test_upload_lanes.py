@@ -1,4 +1,4 @@
-"""The worker lanes an upload's buffers go through (shoal.s3.ingest._Lane): each lane applies its function (a
+"""The worker lanes an upload's buffers go through (shoal.lanes.Lane): each lane applies its function (a
 hash, the blob write) to the buffers strictly in the order they were fed, however many are queued, and after a
 failure fails the rest without touching them. Uploads through the server, whose ETags and checksums depend on
 this order, are in test_objects, test_http_raw and test_large."""
@@ -16,8 +16,8 @@ import time
 
 import pytest
 
+from shoal.lanes import Lane, Work, finished
 from shoal.s3 import ingest
-from shoal.s3.ingest import _finished, _Lane, _Work
 
 
 def test_a_lane_keeps_the_order_of_its_buffers():
@@ -35,8 +35,8 @@ def test_a_lane_keeps_the_order_of_its_buffers():
         finally:
             active.release()
 
-    work = _Work()
-    lane = _Lane(record, work)
+    work = Work()
+    lane = Lane(record, work)
     calls = []
     for i in range(300):
         calls.append(lane.feed(memoryview(i.to_bytes(2, "big"))))
@@ -50,8 +50,8 @@ def test_a_lane_keeps_the_order_of_its_buffers():
 def test_a_hash_fed_through_a_lane_matches_one_made_at_once():
     data = os.urandom(3 * 1024 * 1024 + 17)
     md5 = hashlib.md5()
-    work = _Work()
-    lane = _Lane(md5.update, work)
+    work = Work()
+    lane = Lane(md5.update, work)
     view = memoryview(data)
     for start in range(0, len(data), 65536):
         lane.feed(view[start:start + 65536])
@@ -70,8 +70,8 @@ def test_after_a_failure_a_lane_fails_the_rest_without_touching_them():
         if n == 3:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    work = _Work()
-    lane = _Lane(write, work)
+    work = Work()
+    lane = Lane(write, work)
     calls = [lane.feed(memoryview(i.to_bytes(1, "big"))) for i in range(8)]
     gate.set()
     work.wait()
@@ -82,22 +82,22 @@ def test_after_a_failure_a_lane_fails_the_rest_without_touching_them():
 
 def test_waiting_for_a_buffer_raises_its_first_error_once_all_its_calls_are_done():
     release = threading.Event()
-    finished: list[str] = []
+    completed: list[str] = []
 
     def slow(data: memoryview) -> None:
         release.wait(5)
-        finished.append("slow")
+        completed.append("slow")
 
     def failing(data: memoryview) -> None:
         raise ValueError("bad")
 
     async def main() -> None:
-        work = _Work()
-        calls = (_Lane(failing, work).feed(memoryview(b"x")), _Lane(slow, work).feed(memoryview(b"x")))
+        work = Work()
+        calls = (Lane(failing, work).feed(memoryview(b"x")), Lane(slow, work).feed(memoryview(b"x")))
         threading.Timer(0.1, release.set).start()
         with pytest.raises(ValueError):
-            await _finished(calls)
-        assert finished == ["slow"]  # the buffer was free again before the error surfaced
+            await finished(calls)
+        assert completed == ["slow"]  # the buffer was free again before the error surfaced
 
     asyncio.run(main())
 
@@ -110,8 +110,8 @@ def test_a_cancelled_wait_stops_the_lane_from_touching_later_buffers():
         release.wait(5)
         touched.append(int.from_bytes(data, "big"))
 
-    work = _Work()
-    lane = _Lane(write, work)
+    work = Work()
+    lane = Lane(write, work)
     first = lane.feed(memoryview(b"\x00"))
     second = lane.feed(memoryview(b"\x01"))
     third = lane.feed(memoryview(b"\x02"))
@@ -161,7 +161,7 @@ def test_buffers_are_refilled_only_after_every_lane_is_done_with_them():
     writer = _SlowWriter()
 
     async def main() -> int:
-        return await ingest._ingest_direct(_Body(data), (md5.update,), writer, len(data), _Work())
+        return await ingest._ingest_direct(_Body(data), (md5.update,), writer, len(data), Work())
 
     assert asyncio.run(main()) == len(data)
     assert bytes(writer.got) == data
@@ -174,7 +174,7 @@ def test_a_cancelled_upload_returns_only_when_no_lane_touches_its_buffers():
 
     async def main() -> float:
         task = asyncio.create_task(ingest._ingest_direct(_Body(data), (hashlib.md5().update,), writer, len(data),
-                                                         _Work()))
+                                                         Work()))
         await asyncio.sleep(0.05)  # buffers in flight, the write lane behind
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import concurrent.futures
 import hashlib
-import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from shoal.crypto import blocks
 from shoal.errors import S3Error
+from shoal.lanes import Lane, Work, finished
 from shoal.s3 import checksums
 from shoal.storage.interfaces import BlobStore, BlobWriter
 
@@ -38,89 +36,6 @@ def buffer_size() -> int:
     """This upload's handoff size: 1 MiB alone, shrinking (to 128 KiB) as concurrent uploads share the budget."""
     share = BUFFER_BUDGET // max(1, _active_blob_uploads)
     return max(MIN_BUFFER, min(BUFFER, share))
-
-
-# Hashing and writing of body buffers run on this pool rather than the loop's default executor: its futures let an
-# upload that ends early (an error, or its task cancelled at shutdown) wait until no worker thread still reads its
-# buffers or writes its file. asyncio can cancel the wait for a thread's call, not the call itself.
-_WORKERS = concurrent.futures.ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 1) + 4),
-                                                 thread_name_prefix="ingest")
-
-
-class _Work:
-    """The worker-thread calls one upload started."""
-
-    def __init__(self) -> None:
-        self._started: list[concurrent.futures.Future] = []
-
-    def submit(self, fn, *args) -> concurrent.futures.Future:
-        call = _WORKERS.submit(fn, *args)
-        self._started = [c for c in self._started if not c.done()] + [call]
-        return call
-
-    def wait(self) -> None:
-        """Block until none of them still runs: on the way out of a failed upload, before its buffers are reused
-        and its file is closed (at most the hashing and writing of the buffers in flight)."""
-        concurrent.futures.wait(self._started)
-        self._started = []
-
-
-class _Lane:
-    """One function applied to an upload's buffers strictly in order, by one worker thread at a time. A buffer fed
-    while the previous one is still in hand is taken by the same thread the moment it is done, with no trip
-    through the event loop and no thread to wake: MD5, the slowest lane, never idles between two buffers. After
-    a failure (a write's ENOSPC, say) every later buffer fails the same way without being touched."""
-
-    def __init__(self, fn: Callable[[memoryview], object], work: _Work) -> None:
-        self._fn = fn
-        self._work = work
-        self._lock = threading.Lock()
-        self._backlog: collections.deque[tuple[memoryview, concurrent.futures.Future]] = collections.deque()
-        self._draining = False
-        self._failed: BaseException | None = None
-
-    def feed(self, data: memoryview) -> concurrent.futures.Future:
-        done: concurrent.futures.Future = concurrent.futures.Future()
-        with self._lock:
-            self._backlog.append((data, done))
-            if self._draining:
-                return done
-            self._draining = True
-        self._work.submit(self._drain)  # _Work.wait() then also waits for what is fed while it runs
-        return done
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                if not self._backlog:
-                    self._draining = False
-                    return
-                data, done = self._backlog.popleft()
-            if not done.set_running_or_notify_cancel():  # its upload's task was cancelled while waiting for it
-                self._failed = self._failed or concurrent.futures.CancelledError()
-                continue
-            if self._failed is not None:
-                done.set_exception(self._failed)
-                continue
-            try:
-                self._fn(data)
-            except BaseException as exc:
-                self._failed = exc
-                done.set_exception(exc)
-            else:
-                done.set_result(None)
-
-
-async def _finished(calls: tuple[concurrent.futures.Future, ...]) -> None:
-    """Wait until every one of ``calls`` is done (their buffer is free again), then raise the first error."""
-    for call in calls:
-        if not call.done():
-            try:
-                await asyncio.wrap_future(call)  # woken from a worker thread only when there is something to wait for
-            except Exception:
-                pass  # raised below, once all are done
-    for call in calls:
-        call.result()
 
 
 POOL_LIMIT = 8 << 20  # bytes of idle buffers kept for the next uploads
@@ -241,20 +156,20 @@ class DirectBody(Body, Protocol):
     async def readinto(self, view: memoryview) -> int: ...  # fills view unless the body ends first; 0 at the end
 
 
-def _lanes_for(lanes: tuple[Callable[[memoryview], None], ...], writer: BlobWriter, work: _Work) -> list[_Lane]:
+def _lanes_for(lanes: tuple[Callable[[memoryview], None], ...], writer: BlobWriter, work: Work) -> list[Lane]:
     """An upload's lanes: one per hash lane (``_Hashers.lanes``), one for the blob write."""
-    return [_Lane(fn, work) for fn in (*lanes, writer.write)]
+    return [Lane(fn, work) for fn in (*lanes, writer.write)]
 
 
 _DIRECT_BUFFERS = 3
 
 
 async def _ingest_direct(body: DirectBody, lanes: tuple[Callable[[memoryview], None], ...], writer: BlobWriter,
-                         max_size: int, work: _Work) -> int:
+                         max_size: int, work: Work) -> int:
     """Stream a body into ``writer`` through three reused buffers. Each buffer, once filled from the socket, goes
     to every lane: the hash lanes (MD5 on one, any other hashes on another: ``_Hashers.lanes``) and the write
-    (with the blob's CRC), each a ``_Lane`` on worker threads. A buffer is filled again once every lane is done
-    with it. MD5 is the slowest; with two buffers queued behind the one it hashes it never waits, while the
+    (with the blob's CRC), each a ``shoal.lanes.Lane`` on worker threads. A buffer is filled again once every
+    lane is done with it. MD5 is the slowest; with two buffers queued behind the one it hashes it never waits, while the
     loop receives and the other lanes run on the other core. Returns the size."""
     global _direct_in_use
     # The buffers come out of the shared budget: a fair share of it while uploads start together (they all count
@@ -270,7 +185,7 @@ async def _ingest_direct(body: DirectBody, lanes: tuple[Callable[[memoryview], N
     turn = 0
     try:
         while True:
-            await _finished(reading[turn])
+            await finished(reading[turn])
             reading[turn] = ()
             view = memoryview(buffers[turn])
             n = await body.readinto(view)
@@ -283,7 +198,7 @@ async def _ingest_direct(body: DirectBody, lanes: tuple[Callable[[memoryview], N
             reading[turn] = tuple(lane.feed(filled) for lane in workers)
             turn = (turn + 1) % count
         for calls in reading:
-            await _finished(calls)
+            await finished(calls)
     finally:
         work.wait()  # the buffers go back to the pool only once no worker thread can still be reading them
         _direct_in_use -= count * size_each
@@ -309,13 +224,13 @@ async def ingest(
         raise S3Error("EntityTooLarge", ProposedSize=str(declared), MaxSizeAllowed=str(max_size))
     hashers = _Hashers(algorithms, body.wants_sha256)
     loop = asyncio.get_running_loop()
-    work = _Work()
+    work = Work()
     buffer = bytearray()
     size = 0
     writer: BlobWriter | None = None
     pending: tuple[concurrent.futures.Future, ...] = ()  # the lanes' calls still reading the previous buffer
     lanes = hashers.lanes()
-    workers: list[_Lane] = []
+    workers: list[Lane] = []
 
     def new_writer() -> BlobWriter:
         inner = blobs.new_writer()
@@ -347,12 +262,12 @@ async def ingest(
                 counted = True
                 _active_blob_uploads += 1
             if writer is not None and len(buffer) >= buffer_size():
-                await _finished(pending)
+                await finished(pending)
                 # Hand the filled buffer itself to the lanes (no copy) and start a fresh one.
                 chunk, buffer = buffer, bytearray()
                 workers = workers or _lanes_for(lanes, writer, work)
                 pending = tuple(lane.feed(memoryview(chunk)) for lane in workers)
-        await _finished(pending)
+        await finished(pending)
         inline = salt = None
         if writer is None:
             hashers.update_small(buffer)
@@ -361,7 +276,7 @@ async def ingest(
                 salt, inline = blocks.seal_inline(dek, inline)
         elif buffer:
             workers = workers or _lanes_for(lanes, writer, work)
-            await _finished(tuple(lane.feed(memoryview(buffer)) for lane in workers))
+            await finished(tuple(lane.feed(memoryview(buffer)) for lane in workers))
         if hashers.sha256 is not None:
             body.check_sha256(hashers.sha256.hexdigest())
     except BaseException:
