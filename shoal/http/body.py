@@ -26,7 +26,9 @@ MAX_CHUNK_HEADER = 4096
 DIRECT_MIN = 256 << 10
 DRAIN_LIMIT = 64 << 20  # at most this much of a failed upload's rest is read (and dropped) before answering
 MAX_TRAILER_BYTES = 16 * 1024
-CHECKS_AHEAD = 8 << 20  # bytes of signed chunks parsed but not yet hashed by their check lane, at most
+CHECKS_AHEAD = 8 << 20  # bytes of signed chunks parsed but not yet hashed by their check lane (see _ChunkChecks)
+CHECK_EVENT_COST = 256  # counted against CHECKS_AHEAD for each piece and chunk end, whatever its size
+MAX_PIECES = 1024  # chunks' pieces one read hands on, at most
 
 
 class _Continue:
@@ -404,10 +406,11 @@ class _ChunkChecks:
 
     def data(self, piece: memoryview) -> None:
         self._events.append((piece, ""))
-        self._events_bytes += len(piece)
+        self._events_bytes += len(piece) + CHECK_EVENT_COST
 
     def end_of_chunk(self, signature: str) -> None:
         self._events.append((None, signature))
+        self._events_bytes += CHECK_EVENT_COST
 
     def _apply(self, events: list[tuple[memoryview | None, str]]) -> None:
         for data, signature in events:
@@ -602,8 +605,10 @@ class ChunkedBody:
         taken = 0
         while taken < limit and not self._done:
             if self._chunk_left == 0:
-                if pieces and not self._buffered():
-                    break  # hand on what we have rather than wait for the next chunk
+                if pieces and (not self._buffered() or len(pieces) >= MAX_PIECES):
+                    # Hand on what we have rather than wait for the next chunk; and tiny chunks must not pile up
+                    # (a 1 MiB read of 1-byte chunks would hold a million pieces and ~90 MB received).
+                    break
                 if not await self._start_chunk():
                     await self._finish()
                 continue
