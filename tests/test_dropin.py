@@ -20,9 +20,9 @@ import boto3
 import pytest
 import yaml
 from botocore.exceptions import ClientError
-from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ALT, ROOT, ServerProcess, client, error_code, free_port
+from s3util import metric, scrape
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 READER = ("READERUSERACCESSKEY1", "reader-user-secret-key-0123456789abcdef")
@@ -248,18 +248,6 @@ def test_help_and_readme_document_every_setting():
 
 
 # -- metrics and logs ------------------------------------------------------------------------------------------
-
-
-def scrape(endpoint: str, path: str = "/metrics") -> dict[tuple[str, tuple], float]:
-    with urllib.request.urlopen(endpoint + path, timeout=5) as r:
-        assert r.headers["Content-Type"].startswith("text/plain")
-        text = r.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def metric(samples: dict, name: str, **labels) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def test_metrics_and_json_access_log(make_server):

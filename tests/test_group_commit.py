@@ -14,10 +14,8 @@ import os
 import sqlite3
 import threading
 import time
-import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from shoal.storage import sqlite_meta
 from shoal.storage.errors import PreconditionError
@@ -26,6 +24,7 @@ from shoal.storage.sqlite_meta import SqliteMetadataStore
 
 from conftest import client
 from rawhttp import Raw
+from s3util import metric, scrape
 
 
 @pytest.fixture
@@ -174,13 +173,10 @@ def test_a_failing_write_on_the_loop_leaves_nothing_behind(store):
 
 
 def commit_counts(endpoint: str) -> tuple[float, float, float]:
-    with urllib.request.urlopen(endpoint + "/metrics", timeout=5) as r:
-        text = r.read().decode()
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(text) for s in family.samples}
-    return (samples.get(("shoal_metadata_writes_total", ()), 0.0),
-            samples.get(("shoal_metadata_commits_total", (("thread", "writer"),)), 0.0),
-            samples.get(("shoal_metadata_commits_total", (("thread", "loop"),)), 0.0))
+    samples = scrape(endpoint)
+    return (metric(samples, "shoal_metadata_writes_total"),
+            metric(samples, "shoal_metadata_commits_total", thread="writer"),
+            metric(samples, "shoal_metadata_commits_total", thread="loop"))
 
 
 def test_a_client_alone_commits_on_the_loop_and_many_clients_in_groups(make_server):
