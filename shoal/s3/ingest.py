@@ -114,13 +114,15 @@ class _Hashers:
         self.sha256 = None
         if with_sha256:
             self.sha256 = self.others.get("SHA256") or hashlib.sha256()
+        # Every hash but MD5, once each (a requested SHA256 checksum doubles as the signed payload's hash).
+        self._rest = [h.update for h in self.others.values()]
+        if self.sha256 is not None and "SHA256" not in self.others:
+            self._rest.append(self.sha256.update)
 
     def update(self, data: bytes | memoryview) -> None:
         self.md5.update(data)
-        for h in self.others.values():
-            h.update(data)
-        if self.sha256 is not None and "SHA256" not in self.others:
-            self.sha256.update(data)
+        for update in self._rest:
+            update(data)
 
     def update_small(self, data: bytes | bytearray) -> None:
         """update() for a small body on the event loop: fed in slices under hashlib's 2 KiB threshold for letting
@@ -135,9 +137,7 @@ class _Hashers:
         hash in a second call. MD5 is the slowest (~790 MB/s here, SHA-256 ~1.8 GB/s); a boto3 upload over plain
         HTTP asks for MD5, SHA-256 (its signed payload hash) and CRC32 of every byte, which one after the other
         were the bottleneck of a single upload (~2.4 ms per MiB). Each call still sees the buffers in order."""
-        rest = [h.update for h in self.others.values()]
-        if self.sha256 is not None and "SHA256" not in self.others:
-            rest.append(self.sha256.update)
+        rest = self._rest
         if not rest:
             return (self.md5.update,)
         if len(rest) == 1:
