@@ -278,7 +278,7 @@ class Bench:
         # both of which the server computes over every byte as it arrives (with the MD5 for the ETag).
         payload_sha256, crc32 = _repeated_digests(self.blob, size)
         yield self.point(f"single-stream PUT {label}, signed SHA-256 + CRC32",
-                     lambda: put({"x-amz-checksum-crc32": crc32}))
+                         lambda: put({"x-amz-checksum-crc32": crc32}))
         yield self.point(f"single-stream GET {label}", get)
 
     def ranged(self) -> Iterator[tuple[str, object]]:
