@@ -320,6 +320,29 @@ def test_chunked_readinto_fills_across_deliveries(into, signed):
     assert out == data
 
 
+@pytest.mark.parametrize("view_size", [1, 1000, 100_000])
+def test_plain_body_readinto_takes_no_more_than_fits(view_size):
+    """A plain body read through aiohttp's stream (no direct receive: here no transport) fills each buffer with
+    at most what fits, although the stream holds more (it raised ValueError)."""
+    from aiohttp import StreamReader
+
+    from shoal.http.body import PlainBody
+
+    data = random.Random(view_size).randbytes(300_000)
+
+    async def run():
+        stream = StreamReader(_Protocol(), 2**16, loop=asyncio.get_running_loop())  # type: ignore[arg-type]
+        stream.feed_data(data)
+        stream.feed_eof()
+        body = PlainBody(stream, len(data), None, _Continue(None, False))
+        out, view = bytearray(), memoryview(bytearray(view_size))
+        while n := await body.readinto(view):
+            out += view[:n]
+        return bytes(out)
+
+    assert asyncio.run(run()) == data
+
+
 @SETTINGS
 @given(chunked_payloads(), st.data(), st.one_of(st.none(), st.integers(1, 4000)))
 def test_chunked_decoder_detects_any_changed_byte_in_a_signed_stream(payload, data, into):

@@ -240,12 +240,13 @@ class PlainBody:
         await self._continue()
         return self._stream
 
-    async def read(self) -> bytes:
+    async def read(self, limit: int = MAX_READ) -> bytes:
+        """The next bytes of the body, at most ``limit`` (and MAX_READ); b"" at the end."""
         if self._remaining <= 0:
             return b""
         await self._continue()
         try:
-            data = await _read_some(self._stream, min(self._remaining, MAX_READ), self.timeout)
+            data = await _read_some(self._stream, min(self._remaining, limit, MAX_READ), self.timeout)
         except S3Error:
             raise
         except Exception as exc:  # the client went away mid-body
@@ -299,7 +300,7 @@ class PlainBody:
     async def _readinto_copying(self, view: memoryview) -> int:
         filled = 0
         while filled < len(view):
-            data = await self.read()
+            data = await self.read(len(view) - filled)
             if not data:
                 break
             view[filled:filled + len(data)] = data
