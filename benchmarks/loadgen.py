@@ -4,6 +4,7 @@ DELETE, LIST, mixed), and blocking raw-socket streams for large bodies. Each rep
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import resource
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass, field
 
 WRK_LUA = r"""
@@ -221,4 +223,43 @@ def stream_put(host: str, port: int, path: str, size: int, source: memoryview, m
         rest += sock.recv(65536)
     if own:
         sock.close()
+    return status, h, rest
+
+
+AWS_CHUNK = 64 << 10  # boto3's aws-chunked chunk size
+
+
+def aws_chunked_length(size: int, chunk: int = AWS_CHUNK) -> int:
+    """The encoded length of an unsigned aws-chunked body of ``size`` bytes with a CRC32 trailer."""
+    full, last = divmod(size, chunk)
+    length = full * (len(f"{chunk:x}") + 4 + chunk)
+    if last:
+        length += len(f"{last:x}") + 4 + last
+    return length + len("0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n")
+
+
+def stream_put_aws_chunked(host: str, port: int, path: str, size: int, source: memoryview,
+                           headers: dict[str, str], chunk: int = AWS_CHUNK) -> tuple[int, dict[str, str], bytes]:
+    """Send ``size`` bytes (``source`` repeated; its length a multiple of ``chunk``) as an unsigned aws-chunked body
+    with a CRC32 trailer (STREAMING-UNSIGNED-PAYLOAD-TRAILER), as boto3 sends uploads over HTTPS; ``headers``
+    sign it (``Presigner.header_auth``)."""
+    assert len(source) % chunk == 0
+    with socket.create_connection((host, port)) as sock:
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        sock.sendall(f"PUT {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                     f"Content-Length: {aws_chunked_length(size, chunk)}\r\n{extra}\r\n".encode())
+        crc, sent = 0, 0
+        while sent < size:
+            data = source[sent % len(source):][:min(chunk, size - sent)]
+            crc = zlib.crc32(data, crc)
+            sock.sendall(f"{len(data):x}\r\n".encode())
+            sock.sendall(data)
+            sock.sendall(b"\r\n")
+            sent += len(data)
+        value = base64.b64encode(crc.to_bytes(4, "big")).decode()
+        sock.sendall(f"0\r\nx-amz-checksum-crc32:{value}\r\n\r\n".encode())
+        status, h, rest = _read_head(sock)
+        length = int(h.get("content-length", 0))
+        while len(rest) < length:
+            rest += sock.recv(65536)
     return status, h, rest

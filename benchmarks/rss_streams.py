@@ -1,6 +1,7 @@
 """Shoal's memory under many concurrent large streams: N parallel GETs of one large object, then N parallel PUTs
-(each object deleted as soon as it is written, so disk use stays at most N objects). Prints the server tree's
-RSS before, its peak during each phase, and after.
+(each object deleted as soon as it is written, so disk use stays at most N objects), plain and aws-chunked
+(unsigned, with a CRC32 trailer: what boto3 sends over HTTPS). Prints the server tree's RSS before, its peak
+during each phase, and after.
 
 Usage: python -m benchmarks.rss_streams [--streams 64] [--get-size-mib 1024] [--put-size-mib 1024]
 """
@@ -80,8 +81,19 @@ def main() -> None:
             st, _, _ = loadgen.stream_put(host, port, sign.path("DELETE", "rss", f"p{i}"), 0, blob, method="DELETE")
             assert st == 204, st
 
+        def put_chunked(i: int) -> None:
+            signer = Presigner(srv.endpoint, srv.access_key, srv.secret_key)  # a fresh date: phases take minutes
+            path, headers = signer.header_auth("PUT", "rss", f"c{i}", "STREAMING-UNSIGNED-PAYLOAD-TRAILER", {
+                "content-encoding": "aws-chunked", "x-amz-decoded-content-length": str(psize),
+                "x-amz-trailer": "x-amz-checksum-crc32"})
+            st, _, body = loadgen.stream_put_aws_chunked(host, port, path, psize, blob, headers)
+            assert st == 200, body
+            st, _, _ = loadgen.stream_put(host, port, sign.path("DELETE", "rss", f"c{i}"), 0, blob, method="DELETE")
+            assert st == 204, st
+
         phase("GET", get, args.streams, gsize)
         phase("PUT", put, args.streams, psize)
+        phase("PUT aws-chunked", put_chunked, args.streams, psize)
     finally:
         srv.stop()
         shutil.rmtree(workdir, ignore_errors=True)
