@@ -623,6 +623,40 @@ def test_large_bodies_leave_the_connection_usable(raw, rb):
         assert resp.status == 200 and resp.body == two
 
 
+def _chunked_put(raw, path: str, data: bytes, mode: str, tamper: int | None = None) -> bytes:
+    extra = {"x-amz-trailer": "x-amz-checksum-crc32"} if mode == "STREAMING-UNSIGNED-PAYLOAD-TRAILER" else {}
+    headers = streaming_headers(raw, path, len(data), mode, extra)
+    signed = mode == "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+    body = aws_chunked(data, 65536, headers, signed=signed, tamper_chunk=tamper,
+                       trailer=None if signed else ("x-amz-checksum-crc32", crc32_b64(data)))
+    return _request_bytes("PUT", path, {**headers, "Content-Length": str(len(body))}) + body
+
+
+@pytest.mark.parametrize("mode", ["STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"])
+def test_large_aws_chunked_bodies_leave_the_connection_usable(raw, rb, mode):
+    """aws-chunked bodies are received in fills of their own, straight from the socket when large: the connection
+    then carries the next request, also one sent right behind the body; a body refused midway (a chunk's
+    signature) commits nothing and leaves the server answering."""
+    one, two = os.urandom(3 * 1024 * 1024 + 5), os.urandom(2 * 1024 * 1024)
+    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as s:
+        s.sendall(_chunked_put(raw, f"/{rb}/one", one, mode))
+        assert _read_response(s).status == 200
+        s.sendall(_chunked_put(raw, f"/{rb}/two", two, mode) + _signed_get(raw, f"/{rb}/one"))
+        assert _read_response(s).status == 200
+        resp = _read_response(s, "GET")
+        assert resp.status == 200 and resp.body == one
+        s.sendall(_signed_get(raw, f"/{rb}/two"))
+        resp = _read_response(s, "GET")
+        assert resp.status == 200 and resp.body == two
+    if mode == "STREAMING-AWS4-HMAC-SHA256-PAYLOAD":
+        with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as s:
+            s.sendall(_chunked_put(raw, f"/{rb}/bad", one, mode, tamper=20))
+            resp = _read_response(s)
+            assert resp.status == 403 and resp.code == "SignatureDoesNotMatch", resp
+        assert_absent(raw, rb, "bad")
+    assert get(raw, rb, "one").body == one
+
+
 def test_large_body_refused_at_its_end_keeps_the_connection(raw, rb):
     body = os.urandom(2 * 1024 * 1024)
     wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from shoal.auth import sigv4
 from shoal.errors import S3Error
+from shoal.http import body as body_module
 from shoal.http.body import ChunkedBody, ChunkSigner, _Continue
 from shoal.s3.conditions import Conditions, evaluate
 from shoal.s3.objects import parse_range
@@ -235,15 +236,26 @@ def encode_chunked(chunks: list[bytes], *, signed: bool, trailer: tuple[str, str
 
 
 def decode_chunked(encoded: bytes, cuts: list[int], *, signed: bool, trailer: bool,
-                   length: int | None, into: int | None = None) -> tuple[bytes, dict[str, str]]:
+                   length: int | None, into: int | None = None, wire: int | None = None,
+                   fill: int | None = None) -> tuple[bytes, dict[str, str]]:
     """Run ChunkedBody over ``encoded`` delivered in pieces split at ``cuts``, taken with read() or, given
-    ``into``, with readinto() of a buffer that size (as uploads of a declared length do); raises what it raises."""
+    ``into``, with readinto() of a buffer that size (as uploads of a declared length do); raises what it raises.
+    ``wire``: the encoded length the request declared (Content-Length), so the body is received in fills of its
+    own (at most ``fill`` bytes each) rather than read from the stream as it comes."""
     from aiohttp import StreamReader
+
+    if fill is not None:
+        saved = body_module.MAX_READ, body_module.MIN_FILL
+        body_module.MAX_READ = body_module.MIN_FILL = fill
+        try:
+            return decode_chunked(encoded, cuts, signed=signed, trailer=trailer, length=length, into=into, wire=wire)
+        finally:
+            body_module.MAX_READ, body_module.MIN_FILL = saved
 
     async def run():
         stream = StreamReader(_Protocol(), 2**16, loop=asyncio.get_running_loop())  # type: ignore[arg-type]
         signer = ChunkSigner(_key(), AMZ_DATE, SCOPE, SEED) if signed else None
-        body = ChunkedBody(stream, length, signer, trailer, _Continue(None, False))
+        body = ChunkedBody(stream, length, signer, trailer, _Continue(None, False), wire)
         points = sorted({c for c in cuts if 0 < c < len(encoded)})
 
         async def feed():
@@ -294,36 +306,45 @@ def crc32_b64(data: bytes) -> str:
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
+_INTO = st.one_of(st.none(), st.integers(1, 4000))
+_FILL = st.one_of(st.none(), st.integers(1, 3000))  # fills of a body whose encoded length is declared
+
+
 @SETTINGS
-@given(chunked_payloads(), st.booleans(), st.booleans(), st.booleans(), st.one_of(st.none(), st.integers(1, 4000)))
-def test_chunked_decoder_round_trips(payload, signed, with_trailer, declare_length, into):
+@given(chunked_payloads(), st.booleans(), st.booleans(), st.booleans(), _INTO, st.booleans(), _FILL)
+def test_chunked_decoder_round_trips(payload, signed, with_trailer, declare_length, into, wire, fill):
     data, chunks, cuts = payload
     trailer = ("x-amz-checksum-crc32", crc32_b64(data)) if with_trailer else None
     encoded = encode_chunked(chunks, signed=signed, trailer=trailer)
     out, trailers = decode_chunked(encoded, cuts, signed=signed, trailer=with_trailer,
-                                   length=len(data) if declare_length else None, into=into)
+                                   length=len(data) if declare_length else None, into=into,
+                                   wire=len(encoded) if wire else None, fill=fill)
     assert out == data
     assert trailers == ({"x-amz-checksum-crc32": trailer[1]} if trailer else {})
 
 
+@pytest.mark.parametrize("fill", [None, 1, 50, 999])
 @pytest.mark.parametrize("into", [1, 7, 64, 1000, 5000])
 @pytest.mark.parametrize("signed", [False, True])
-def test_chunked_readinto_fills_across_deliveries(into, signed):
+def test_chunked_readinto_fills_across_deliveries(into, signed, fill):
     """readinto fills the whole buffer however the stream arrives (here a few bytes at a time, chunk headers and
-    data split anywhere), short only at the end, and loses nothing between deliveries."""
+    data split anywhere), short only at the end, and loses nothing between deliveries; also when the body is
+    received in fills of its own (``fill`` bytes; the declared Content-Length)."""
     rnd = random.Random(into)
     data = rnd.randbytes(4321)
     chunks = [data[:1000], data[1000:1001], data[1001:3000], data[3000:]]
     encoded = encode_chunked(chunks, signed=signed)
     cuts = sorted(rnd.sample(range(1, len(encoded)), 300))
-    out, _ = decode_chunked(encoded, cuts, signed=signed, trailer=False, length=len(data), into=into)
+    out, _ = decode_chunked(encoded, cuts, signed=signed, trailer=False, length=len(data), into=into,
+                            wire=None if fill is None else len(encoded), fill=fill)
     assert out == data
 
 
 @pytest.mark.parametrize("view_size", [1, 1000, 100_000])
 def test_plain_body_readinto_takes_no_more_than_fits(view_size):
     """A plain body read through aiohttp's stream (no direct receive: here no transport) fills each buffer with
-    at most what fits, although the stream holds more (it raised ValueError)."""
+    at most what fits, although the stream holds more (it raised ValueError, and an aws-chunked body's fills
+    read this way)."""
     from aiohttp import StreamReader
 
     from shoal.http.body import PlainBody
@@ -344,8 +365,8 @@ def test_plain_body_readinto_takes_no_more_than_fits(view_size):
 
 
 @SETTINGS
-@given(chunked_payloads(), st.data(), st.one_of(st.none(), st.integers(1, 4000)))
-def test_chunked_decoder_detects_any_changed_byte_in_a_signed_stream(payload, data, into):
+@given(chunked_payloads(), st.data(), _INTO, st.booleans(), _FILL)
+def test_chunked_decoder_detects_any_changed_byte_in_a_signed_stream(payload, data, into, wire, fill):
     plain, chunks, cuts = payload
     encoded = bytearray(encode_chunked(chunks, signed=True))
     at = data.draw(st.integers(0, len(encoded) - 1))
@@ -354,7 +375,8 @@ def test_chunked_decoder_detects_any_changed_byte_in_a_signed_stream(payload, da
     # Some changes keep the meaning (hex digits in another case, "a" vs "A"), or only touch the last CRLF.
     assume(bytes(encoded).lower() != encode_chunked(chunks, signed=True).lower())
     try:
-        out, _ = decode_chunked(bytes(encoded), cuts, signed=True, trailer=False, length=len(plain), into=into)
+        out, _ = decode_chunked(bytes(encoded), cuts, signed=True, trailer=False, length=len(plain), into=into,
+                                wire=len(encoded) if wire else None, fill=fill)
     except S3Error as exc:
         assert exc.code in ("SignatureDoesNotMatch", "IncompleteBody", "InvalidRequest"), exc.code
         return
@@ -363,35 +385,39 @@ def test_chunked_decoder_detects_any_changed_byte_in_a_signed_stream(payload, da
 
 
 @SETTINGS
-@given(chunked_payloads(), st.booleans(), st.data(), st.one_of(st.none(), st.integers(1, 4000)))
-def test_chunked_decoder_refuses_any_truncation(payload, signed, data, into):
+@given(chunked_payloads(), st.booleans(), st.data(), _INTO, st.booleans(), _FILL)
+def test_chunked_decoder_refuses_any_truncation(payload, signed, data, into, wire, fill):
     _, chunks, cuts = payload
     encoded = encode_chunked(chunks, signed=signed)
-    # Everything but the final CRLF matters (a missing final CRLF is a missing end of the stream).
+    # Everything but the final CRLF matters (a missing final CRLF is a missing end of the stream). With the
+    # length declared, the connection ends before the declared length.
     end = data.draw(st.integers(0, len(encoded) - 3))
     with pytest.raises(S3Error) as exc:
-        decode_chunked(encoded[:end], cuts, signed=signed, trailer=False, length=None, into=into)
+        decode_chunked(encoded[:end], cuts, signed=signed, trailer=False, length=None, into=into,
+                       wire=len(encoded) if wire else None, fill=fill)
     assert exc.value.code in ("IncompleteBody", "SignatureDoesNotMatch")
 
 
 @SETTINGS
-@given(chunked_payloads(), st.one_of(st.none(), st.integers(1, 4000)))
-def test_chunked_decoder_checks_the_declared_length(payload, into):
+@given(chunked_payloads(), _INTO, st.booleans(), _FILL)
+def test_chunked_decoder_checks_the_declared_length(payload, into, wire, fill):
     plain, chunks, cuts = payload
     encoded = encode_chunked(chunks, signed=False)
     with pytest.raises(S3Error) as exc:
-        decode_chunked(encoded, cuts, signed=False, trailer=False, length=len(plain) + 1, into=into)
+        decode_chunked(encoded, cuts, signed=False, trailer=False, length=len(plain) + 1, into=into,
+                       wire=len(encoded) if wire else None, fill=fill)
     assert exc.value.code == "IncompleteBody"
 
 
 @SETTINGS
-@given(chunked_payloads(), st.one_of(st.none(), st.integers(1, 4000)))
-def test_chunked_decoder_refuses_a_wrong_trailer_signature(payload, into):
+@given(chunked_payloads(), _INTO, st.booleans(), _FILL)
+def test_chunked_decoder_refuses_a_wrong_trailer_signature(payload, into, wire, fill):
     plain, chunks, cuts = payload
     encoded = encode_chunked(chunks, signed=True, trailer=("x-amz-checksum-crc32", crc32_b64(plain)))
     tampered = encoded.replace(f"crc32:{crc32_b64(plain)}".encode(), f"crc32:{crc32_b64(plain + b'x')}".encode())
     with pytest.raises(S3Error) as exc:
-        decode_chunked(tampered, cuts, signed=True, trailer=True, length=len(plain), into=into)
+        decode_chunked(tampered, cuts, signed=True, trailer=True, length=len(plain), into=into,
+                       wire=len(tampered) if wire else None, fill=fill)
     assert exc.value.code == "SignatureDoesNotMatch"
 
 

@@ -162,7 +162,8 @@ def _body_for_payload(
         elif _content_length(request) is None and request.method == "PUT":
             raise S3Error("MissingContentLength")
         use_signer = signer if payload != sigv4.STREAMING_UNSIGNED_TRAILER else None
-        return ChunkedBody(request.content, length, use_signer, payload != sigv4.STREAMING_SIGNED, cont)
+        return ChunkedBody(request.content, length, use_signer, payload != sigv4.STREAMING_SIGNED, cont,
+                           _content_length(request) if _has_body(request) else None)
     if payload == sigv4.UNSIGNED_PAYLOAD:
         return _plain_body(request, None, cont)
     if _SHA256_HEX(payload) is None:
