@@ -37,6 +37,19 @@ class Work:
         concurrent.futures.wait(self._started)
         self._started = []
 
+    async def settle(self) -> None:
+        """``wait``, without holding up the event loop meanwhile (a burst of failed uploads blocked it for ~30 ms).
+        Cancelled while waiting (shutdown), it blocks instead: its caller must not free what a thread still uses."""
+        running = [call for call in self._started if not call.done()]
+        if running:
+            try:
+                await asyncio.shield(asyncio.gather(*(asyncio.wrap_future(call) for call in running),
+                                                    return_exceptions=True))
+            except asyncio.CancelledError:
+                self.wait()
+                raise
+        self._started = []
+
 
 class Lane:
     """One function applied to an upload's buffers strictly in order, by one worker thread at a time. A buffer fed

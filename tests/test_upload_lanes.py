@@ -9,6 +9,7 @@ import asyncio
 import concurrent.futures
 import errno
 import hashlib
+import itertools
 import os
 import random
 import threading
@@ -186,3 +187,60 @@ def test_a_cancelled_upload_returns_only_when_no_lane_touches_its_buffers():
     assert writer.calls, "nothing was written before the cancel"
     assert all(end <= returned for _, end in writer.calls)
     assert len(writer.got) < len(data)
+
+
+def test_a_failed_upload_waits_for_its_lanes_without_holding_up_the_loop():
+    """On the way out of a failed upload the lanes still working on its buffers are waited for (they must be done
+    before the buffers are reused), while the event loop goes on serving everything else."""
+    data = os.urandom(12 * 1024 * 1024)
+    writer = _SlowWriter(pause=0.05)
+
+    class _Failing(_Body):
+        async def readinto(self, view: memoryview) -> int:
+            if self.pos >= 3 * self.piece:  # three buffers in flight, then the client goes away
+                raise ConnectionResetError
+            return await super().readinto(view)
+
+    async def main() -> tuple[list[float], float]:
+        ticks: list[float] = []
+
+        async def ticker() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.002)
+
+        ticking = asyncio.create_task(ticker())
+        with pytest.raises(ConnectionResetError):
+            await ingest._ingest_direct(_Failing(data), (hashlib.md5().update,), writer, len(data), Work())
+        returned = time.monotonic()
+        ticking.cancel()
+        return ticks, returned
+
+    ticks, returned = asyncio.run(main())
+    assert writer.calls and all(end <= returned for _, end in writer.calls)  # every write ended before the return
+    gaps = [b - a for a, b in itertools.pairwise([*ticks, returned])]
+    assert max(gaps) < 0.04, max(gaps)  # each write takes 50 ms: a blocked loop would miss its ticks that long
+
+
+def test_a_settle_cancelled_again_still_waits_for_the_threads():
+    work = Work()
+    release = threading.Event()
+    ended: list[float] = []
+
+    def slow() -> None:
+        release.wait(5)
+        ended.append(time.monotonic())
+
+    work.submit(slow)
+
+    async def main() -> float:
+        task = asyncio.create_task(work.settle())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        threading.Timer(0.1, release.set).start()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic()
+
+    returned = asyncio.run(main())
+    assert ended and ended[0] <= returned

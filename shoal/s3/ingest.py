@@ -200,7 +200,7 @@ async def _ingest_direct(body: DirectBody, lanes: tuple[Callable[[memoryview], N
         for calls in reading:
             await finished(calls)
     finally:
-        work.wait()  # the buffers go back to the pool only once no worker thread can still be reading them
+        await work.settle()  # the buffers go back to the pool only once no worker thread can still be reading them
         _direct_in_use -= count * size_each
         for buf in buffers:
             _return_buffer(buf)
@@ -280,7 +280,7 @@ async def ingest(
         if hashers.sha256 is not None:
             body.check_sha256(hashers.sha256.hexdigest())
     except BaseException:
-        work.wait()  # no worker thread may still write to the file being aborted
+        await work.settle()  # no worker thread may still write to the file being aborted
         if writer is not None:
             writer.abort()
         raise
