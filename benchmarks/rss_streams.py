@@ -1,7 +1,8 @@
 """Shoal's memory under many concurrent large streams: N parallel GETs of one large object, then N parallel PUTs
 (each object deleted as soon as it is written, so disk use stays at most N objects), plain and aws-chunked
-(unsigned, with a CRC32 trailer: what boto3 sends over HTTPS). Prints the server tree's RSS before, its peak
-during each phase, and after.
+(unsigned, with a CRC32 trailer: what boto3 sends over HTTPS); then N parallel GETs of an SSE-S3 encrypted
+object (decrypted on the way out: no sendfile). Prints the server tree's RSS before, its peak during each
+phase, and after.
 
 Usage: python -m benchmarks.rss_streams [--streams 64] [--get-size-mib 1024] [--put-size-mib 1024]
 """
@@ -56,6 +57,7 @@ def main() -> None:
         def phase(name: str, fn, n: int, size: int) -> None:
             samples.clear()
             stop.clear()
+            start = mon.rss()
             t = threading.Thread(target=sample, daemon=True)
             t.start()
             t0 = time.perf_counter()
@@ -66,7 +68,8 @@ def main() -> None:
             t.join()
             peak = max(samples) if samples else mon.rss()
             print(f"{name}: {n} streams x {size // MiB} MiB in {dt:.1f}s ({n * size / dt / 1e6:.0f} MB/s aggregate); "
-                  f"RSS peak {peak / MiB:.0f} MiB (baseline {base / MiB:.0f}, +{(peak - base) / MiB:.0f} MiB), "
+                  f"RSS peak {peak / MiB:.0f} MiB (baseline {base / MiB:.0f}, +{(peak - base) / MiB:.0f} MiB; "
+                  f"+{(peak - start) / MiB:.0f} MiB over the phase's start), "
                   f"after {mon.rss() / MiB:.0f} MiB; load {os.getloadavg()[0]:.2f}")
 
         def get(i: int) -> None:
@@ -91,9 +94,17 @@ def main() -> None:
             st, _, _ = loadgen.stream_put(host, port, sign.path("DELETE", "rss", f"c{i}"), 0, blob, method="DELETE")
             assert st == 204, st
 
+        def get_encrypted(i: int) -> None:
+            st, n, _ = loadgen.stream_get(host, port, sign.path("GET", "rss", "sealed"))
+            assert st == 200 and n == gsize, (st, n)
+
         phase("GET", get, args.streams, gsize)
         phase("PUT", put, args.streams, psize)
         phase("PUT aws-chunked", put_chunked, args.streams, psize)
+        st, _, body = loadgen.stream_put(host, port, sign.path("PUT", "rss", "sealed"), gsize, blob,
+                                         headers={"x-amz-server-side-encryption": "AES256"})
+        assert st == 200, body
+        phase("GET SSE-S3", get_encrypted, args.streams, gsize)
     finally:
         srv.stop()
         shutil.rmtree(workdir, ignore_errors=True)

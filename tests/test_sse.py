@@ -449,6 +449,55 @@ def test_block_format():
             blocks._INTO = saved
 
 
+def test_concurrent_encrypted_reads_share_a_budget(tmp_path, monkeypatch):
+    """Reads of encrypted blobs open up to READ_BLOCKS per worker-thread call alone, and share READ_BUDGET when
+    several stream at once (64 concurrent GETs held ~3 MiB each), every one still getting its exact bytes."""
+    import asyncio
+
+    from shoal.crypto import blocks
+
+    dek = os.urandom(32)
+    size = 20 * blocks.BLOCK + 123
+    data = os.urandom(size)
+    path = tmp_path / "blob"
+    path.write_bytes(bytes(blocks.blob_cipher(dek, "ab" * 16).seal(0, data)))
+    counts: list[int] = []
+    real = blocks.read_blocks
+
+    def recording(fd, cipher, first, count, plain_size):
+        counts.append(count)
+        streaming.append(blocks._streaming)
+        return real(fd, cipher, first, count, plain_size)
+
+    streaming: list[int] = []
+
+    monkeypatch.setattr(blocks, "read_blocks", recording)
+    monkeypatch.setattr(blocks, "READ_BUDGET", 8 * blocks.BLOCK)
+
+    async def read(offset: int, length: int) -> bytes:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            out = bytearray()
+            async for chunk in blocks.stream_plain(fd, blocks.blob_cipher(dek, "ab" * 16), offset, length, size):
+                out += chunk
+            return bytes(out)
+        finally:
+            os.close(fd)
+
+    assert asyncio.run(read(5, size - 5)) == data[5:]
+    assert max(counts) == 8 and blocks._streaming == 0  # alone: the whole budget (READ_BLOCKS is 16)
+    counts.clear()
+    streaming.clear()
+
+    async def together() -> list[bytes]:
+        return await asyncio.gather(*(read(i * 1000, size - i * 3000) for i in range(4)))
+
+    got = asyncio.run(together())
+    assert got == [data[i * 1000 : i * 1000 + size - i * 3000] for i in range(4)]
+    assert max(streaming) == 4 and blocks._streaming == 0
+    assert all(count <= max(1, 8 // n) for count, n in zip(counts, streaming, strict=True))  # a share each
+
+
 # -- bucket default encryption ------------------------------------------------------------------------------
 
 
