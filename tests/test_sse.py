@@ -450,10 +450,11 @@ def test_block_format():
 
 
 def test_concurrent_encrypted_reads_share_a_budget(tmp_path, monkeypatch):
-    """Reads of encrypted blobs open up to READ_BLOCKS per worker-thread call alone, and share READ_BUDGET when
-    several stream at once (64 concurrent GETs held ~3 MiB each), every one still getting its exact bytes."""
+    """Reads of encrypted blobs open up to READ_BLOCKS per worker-thread call alone, and share the read budget
+    when several stream at once (64 concurrent GETs held ~3 MiB each), every one still getting its exact bytes."""
     import asyncio
 
+    from shoal import read_budget
     from shoal.crypto import blocks
 
     dek = os.urandom(32)
@@ -466,13 +467,13 @@ def test_concurrent_encrypted_reads_share_a_budget(tmp_path, monkeypatch):
 
     def recording(fd, cipher, first, count, plain_size):
         counts.append(count)
-        streaming.append(blocks._streaming)
+        streaming.append(read_budget.active())
         return real(fd, cipher, first, count, plain_size)
 
     streaming: list[int] = []
 
     monkeypatch.setattr(blocks, "read_blocks", recording)
-    monkeypatch.setattr(blocks, "READ_BUDGET", 8 * blocks.BLOCK)
+    monkeypatch.setattr(read_budget, "BUDGET", 8 * blocks.BLOCK)
 
     async def read(offset: int, length: int) -> bytes:
         fd = os.open(path, os.O_RDONLY)
@@ -485,7 +486,7 @@ def test_concurrent_encrypted_reads_share_a_budget(tmp_path, monkeypatch):
             os.close(fd)
 
     assert asyncio.run(read(5, size - 5)) == data[5:]
-    assert max(counts) == 8 and blocks._streaming == 0  # alone: the whole budget (READ_BLOCKS is 16)
+    assert max(counts) == 8 and read_budget.active() == 0  # alone: the whole budget (READ_BLOCKS is 16)
     counts.clear()
     streaming.clear()
 
@@ -494,7 +495,7 @@ def test_concurrent_encrypted_reads_share_a_budget(tmp_path, monkeypatch):
 
     got = asyncio.run(together())
     assert got == [data[i * 1000 : i * 1000 + size - i * 3000] for i in range(4)]
-    assert max(streaming) == 4 and blocks._streaming == 0
+    assert max(streaming) == 4 and read_budget.active() == 0
     assert all(count <= max(1, 8 // n) for count, n in zip(counts, streaming, strict=True))  # a share each
 
 

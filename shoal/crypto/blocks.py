@@ -25,14 +25,12 @@ from collections.abc import AsyncIterator
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from shoal import read_budget
+
 BLOCK = 64 * 1024  # plaintext bytes per block
 TAG = 16
 SEALED = BLOCK + TAG  # stored bytes per full block
-READ_BLOCKS = 16  # blocks read and opened per worker-thread call (1 MiB of plaintext), while few reads stream
-# Streaming reads under way share this much plaintext per call (at least one block each): 64 concurrent GETs of
-# an encrypted object held ~3 MiB each with 1 MiB calls (+194 MiB RSS; +54 MiB with this budget).
-READ_BUDGET = 8 << 20
-_streaming = 0  # stream_plain generators under way
+READ_BLOCKS = 16  # blocks read and opened per worker-thread call (1 MiB of plaintext), fewer when many stream
 _INTO = hasattr(AESGCM, "encrypt_into")  # cryptography >= 47 seals and opens straight into our buffers
 
 
@@ -198,24 +196,19 @@ def read_blocks(fd: int, cipher: BlockCipher, first: int, count: int, plain_size
 async def stream_plain(fd: int, cipher: BlockCipher, offset: int, length: int,
                        plain_size: int) -> AsyncIterator[bytes | bytearray | memoryview]:
     """Yield plaintext ``[offset, offset + length)`` of a sealed blob, opening at most READ_BLOCKS at a time on a
-    worker thread, fewer when many stream at once (bounded memory)."""
-    global _streaming
+    worker thread, fewer when many stream at once (shoal.read_budget)."""
     if length <= 0:
         return
     loop = asyncio.get_running_loop()
     first = offset // BLOCK
     last = (offset + length - 1) // BLOCK
     skip = offset - first * BLOCK
-    _streaming += 1
-    try:
+    with read_budget.Share() as share:
         while first <= last:
-            share = max(1, min(READ_BLOCKS, READ_BUDGET // (BLOCK * _streaming)))
-            count = min(share, last - first + 1)
+            count = min(share.size(READ_BLOCKS * BLOCK, BLOCK) // BLOCK, last - first + 1)
             plain = await loop.run_in_executor(None, read_blocks, fd, cipher, first, count, plain_size)
             take = min(length, len(plain) - skip)
             yield plain if skip == 0 and take == len(plain) else memoryview(plain)[skip : skip + take]
             length -= take
             skip = 0
             first += count
-    finally:
-        _streaming -= 1

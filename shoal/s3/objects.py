@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from awscrt.checksums import crc64nvme
 
+from shoal import read_budget
 from shoal.auth.identities import Identity
 from shoal.crypto import blocks
 from shoal.errors import S3Error
@@ -555,8 +556,9 @@ def open_pieces(svc: S3Service, pieces: list[Piece]) -> list:
 async def read_pieces(record: ObjectRecord, pieces: list[Piece], files: list, dek: bytes | None,
                       checks: dict[int, tuple[str, int]] | None = None):
     """Yield the plaintext of planned pieces from their opened files, decrypting when ``dek`` is given (one
-    worker-thread call per 1 MiB, so memory stays bounded). Unencrypted pieces listed in ``checks`` (whole
-    blobs) are checked as they are read: CorruptBlobError comes before their last chunk is yielded."""
+    worker-thread call per 1 MiB, less when many read at once: shoal.read_budget). Unencrypted pieces listed in
+    ``checks`` (whole blobs) are checked as they are read: CorruptBlobError comes before their last chunk is
+    yielded."""
     loop = asyncio.get_running_loop()
     e = record.meta.get("e")
     if e is not None and dek is None:
@@ -584,19 +586,22 @@ async def read_pieces(record: ObjectRecord, pieces: list[Piece], files: list, de
             check = checks.get(index) if checks else None
             crc = 0
             offset, left = piece.offset, piece.length
-            while left > 0:
-                chunk = await loop.run_in_executor(None, os.pread, f.fileno(), min(left, 1 << 20), offset)
-                if not chunk:
+            with read_budget.Share() as share:
+                while left > 0:
+                    size = min(left, share.size(1 << 20))
+                    chunk = await loop.run_in_executor(None, os.pread, f.fileno(), size, offset)
+                    if not chunk:
+                        if check is not None:
+                            raise CorruptBlobError(piece.blob_id, check[0], "short", check[1])  # type: ignore[arg-type]
+                        raise OSError("blob shorter than its metadata says")
+                    offset += len(chunk)
+                    left -= len(chunk)
                     if check is not None:
-                        raise CorruptBlobError(piece.blob_id, check[0], "short", check[1])  # type: ignore[arg-type]
-                    raise OSError("blob shorter than its metadata says")
-                offset += len(chunk)
-                left -= len(chunk)
-                if check is not None:
-                    crc = crc64nvme(chunk, crc)
-                    if left == 0 and crc_hex(crc) != check[0]:
-                        raise CorruptBlobError(piece.blob_id, check[0], crc_hex(crc), check[1])  # type: ignore[arg-type]
-                yield chunk
+                        crc = crc64nvme(chunk, crc)
+                        if left == 0 and crc_hex(crc) != check[0]:
+                            raise CorruptBlobError(piece.blob_id, check[0], crc_hex(crc),  # type: ignore[arg-type]
+                                                   check[1])
+                    yield chunk
 
 
 async def read_range_bytes(svc: S3Service, record: ObjectRecord, start: int, length: int, dek: bytes | None = None):
