@@ -278,6 +278,8 @@ def decode_chunked(encoded: bytes, cuts: list[int], *, signed: bool, trailer: bo
                     assert n == into or not await body.readinto(buffer)  # a short fill only at the end
                     out += buffer[:n]
             assert await body.read() == b""
+            # Done: out of the fill budget, its last fill let go (an idle keep-alive connection keeps the body).
+            assert body not in body_module._chunked_bodies and not body._buf
         finally:
             await feeder
         return bytes(out), body.trailers

@@ -244,3 +244,64 @@ def test_a_settle_cancelled_again_still_waits_for_the_threads():
 
     returned = asyncio.run(main())
     assert ended and ended[0] <= returned
+
+
+@pytest.mark.parametrize("declared", [True, False])  # received into the upload's buffers, or read piece by piece
+def test_an_upload_cancelled_twice_still_cleans_up(declared):
+    """Shutdown cancels a running upload (aiohttp), then again (the loop's last cancel_all_tasks) while it waits for
+    its lanes on the way out: it still returns its buffers to the budget and aborts its blob."""
+
+    class Writer:
+        blob_id, check, aborted = "x", None, False
+
+        def write(self, data: memoryview) -> None:
+            time.sleep(0.3)
+
+        def abort(self) -> None:
+            self.aborted = True
+
+    writer = Writer()
+
+    class Blobs:
+        def new_writer(self) -> Writer:
+            return writer
+
+    class Stalling:
+        length = (10 << 20) if declared else None
+        trailers: dict[str, str] = {}
+        wants_sha256 = False
+        calls = 0
+
+        async def readinto(self, view: memoryview) -> int:
+            self.calls += 1
+            if self.calls == 1:
+                return len(view)
+            await asyncio.Event().wait()  # the client stalls
+            return 0
+
+        async def read(self) -> bytes:
+            self.calls += 1
+            if self.calls <= 2:
+                return b"x" * (1 << 20)
+            await asyncio.Event().wait()
+            return b""
+
+        def check_sha256(self, hexdigest: str) -> None:
+            pass
+
+    if not declared:
+        del Stalling.readinto
+
+    async def main() -> None:
+        task = asyncio.create_task(ingest.ingest(Stalling(), Blobs(), set(), inline_limit=0))  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+        task.cancel()
+        await asyncio.sleep(0.05)  # now waiting for the write lane
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    before = ingest._direct_in_use
+    asyncio.run(main())
+    assert writer.aborted
+    assert ingest._direct_in_use == before

@@ -518,6 +518,7 @@ class ChunkedBody:
 
     async def abandon(self) -> bool:
         """See PlainBody.abandon: the request was answered before the encoded body was read to its end."""
+        self._leave()
         return await self._raw.abandon() if self._raw is not None else False
 
     def _buffered(self) -> int:
@@ -630,6 +631,14 @@ class ChunkedBody:
         if self.length is not None and self._decoded != self.length:
             raise S3Error("IncompleteBody", "The decoded body length does not match x-amz-decoded-content-length.")
         self._done = True
+        self._leave()
+
+    def _leave(self) -> None:
+        """Out of the fill budget, and its last fill let go: the body may outlive its request (aiohttp keeps the
+        request of an idle keep-alive connection)."""
+        self._buf = b""
+        self._pos = 0
+        _chunked_bodies.discard(self)
 
     async def read(self) -> bytes:
         """The data of the chunks received so far (at least one byte, at most 1 MiB); b"" after the last chunk and

@@ -200,10 +200,12 @@ async def _ingest_direct(body: DirectBody, lanes: tuple[Callable[[memoryview], N
         for calls in reading:
             await finished(calls)
     finally:
-        await work.settle()  # the buffers go back to the pool only once no worker thread can still be reading them
-        _direct_in_use -= count * size_each
-        for buf in buffers:
-            _return_buffer(buf)
+        try:
+            await work.settle()  # the buffers go back to the pool only once no worker thread can still read them
+        finally:  # also when cancelled again while settling (settle has waited for the threads by then)
+            _direct_in_use -= count * size_each
+            for buf in buffers:
+                _return_buffer(buf)
     return size
 
 
@@ -280,9 +282,11 @@ async def ingest(
         if hashers.sha256 is not None:
             body.check_sha256(hashers.sha256.hexdigest())
     except BaseException:
-        await work.settle()  # no worker thread may still write to the file being aborted
-        if writer is not None:
-            writer.abort()
+        try:
+            await work.settle()  # no worker thread may still write to the file being aborted
+        finally:  # also when cancelled again while settling (settle has waited for the threads by then)
+            if writer is not None:
+                writer.abort()
         raise
     finally:
         if counted:

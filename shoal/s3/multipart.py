@@ -188,9 +188,12 @@ async def upload_part_copy(
     if source_range is not None:
         parsed = _parse_copy_range(source_range, src.size)
         start, length = parsed
-    body = RangeBody(read_range_bytes(svc, src, start, length, src_dek).__aiter__(), length)
-    ingested = await ingest(body, svc.storage.blobs, _part_algorithms(upload, ChecksumRequest()), inline_limit=-1,
-                            dek=dek)
+    chunks = read_range_bytes(svc, src, start, length, src_dek)
+    try:
+        ingested = await ingest(RangeBody(chunks, length), svc.storage.blobs,
+                                _part_algorithms(upload, ChecksumRequest()), inline_limit=-1, dek=dek)
+    finally:
+        await chunks.aclose()  # a failed copy's reader gives back its files and read share now, not at GC
     return await _commit_part(svc, upload_id, part_number, ingested)
 
 

@@ -588,7 +588,7 @@ async def read_pieces(record: ObjectRecord, pieces: list[Piece], files: list, de
             offset, left = piece.offset, piece.length
             with read_budget.Share() as share:
                 while left > 0:
-                    size = min(left, share.size(1 << 20))
+                    size = min(left, share.size(1 << 20, 64 << 10))
                     chunk = await loop.run_in_executor(None, os.pread, f.fileno(), size, offset)
                     if not chunk:
                         if check is not None:
@@ -701,9 +701,13 @@ async def copy_object(
         segments, inline = await copy_bytes(svc, src, 0, src.size)
     else:
         # Decrypt the source and seal under the destination's key (or store plain), hashing in the same pass.
-        body = RangeBody(read_range_bytes(svc, src, 0, src.size, src_dek).__aiter__(), src.size)
-        ingested = await ingest(body, svc.storage.blobs, {new_checksum} if new_checksum else set(),
-                                inline_limit=svc.inline_limit, dek=encryption.dek if encryption else None)
+        chunks = read_range_bytes(svc, src, 0, src.size, src_dek)
+        try:
+            ingested = await ingest(RangeBody(chunks, src.size), svc.storage.blobs,
+                                    {new_checksum} if new_checksum else set(), inline_limit=svc.inline_limit,
+                                    dek=encryption.dek if encryption else None)
+        finally:
+            await chunks.aclose()  # a failed copy's reader gives back its files and read share now, not at GC
         try:
             await ingested.finish()
         except BaseException:

@@ -319,6 +319,7 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     response.content_length = length
     # Tells checks still running on worker threads that nobody waits for them (none for inline objects).
     stop = threading.Event() if any(f is not None for f in files) else None
+    decrypted = None
     try:
         checks = integrity.whole_blob_checks(svc, pieces) if dek is None and req.method == "GET" else {}
         if checks and sum(pieces[i].length for i in checks) <= integrity.VERIFY_BEFORE_SEND:
@@ -329,7 +330,7 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
             except CorruptBlobError as exc:
                 raise integrity.corrupt(svc, exc, "GET") from None
             checks = {}
-        decrypted = first = None
+        first = None
         if dek is not None and pieces:
             # Encrypted: no sendfile; blocks are read and opened on a worker thread, 1 MiB at a time. The first
             # chunk is read before the headers go out, so a key or data failure is still a clean error.
@@ -362,6 +363,8 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     finally:
         if stop is not None:
             stop.set()
+        if decrypted is not None:
+            await decrypted.aclose()  # a reader cut off (the client gone) gives back its read share now, not at GC
         for f in files:
             if f is not None:
                 f.close()
