@@ -244,12 +244,14 @@ class S3App:
         # Matched only for path-style requests (not when the Host names a bucket under --domain).
         self.prefix_routes: list[tuple[str, object]] = []
         self.in_flight = 0  # requests between their headers and their handler's answer
+        self.requests_started = 0
         self.draining = False  # shutting down: answer what is in flight, then close each connection
         self.body_timeout: float | None = None  # seconds a request body may stall (see shoal.http.body)
         self.metrics = None  # a shoal.metrics.Metrics, told about every request
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         self.in_flight += 1
+        self.requests_started += 1
         try:
             response = await self._handle(request)
         finally:
