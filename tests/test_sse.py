@@ -497,7 +497,8 @@ def test_concurrent_encrypted_reads_share_a_budget(tmp_path, monkeypatch):
     got = asyncio.run(together())
     assert got == [data[i * 1000 : i * 1000 + size - i * 3000] for i in range(4)]
     assert max(streaming) == base + 4 and read_budget.active() == base
-    assert all(count <= max(1, 8 // n) for count, n in zip(counts, streaming, strict=True))  # a share each
+    # A share each: 8 blocks alone, 2 with four at once (16 and the rest of the range without the budget).
+    assert max(counts) <= 8 and sorted(counts)[len(counts) // 2] <= 2, counts
 
 
 # -- bucket default encryption ------------------------------------------------------------------------------
