@@ -609,18 +609,24 @@ def _signed_get(raw, path: str) -> bytes:
 
 def test_large_bodies_leave_the_connection_usable(raw, rb):
     """Keep-alive after bodies received past aiohttp, also when the next request follows the body at once."""
+    _two_puts_on_one_connection(raw, rb, lambda path, data: _signed_put(raw, path, data))
+
+
+def _two_puts_on_one_connection(raw, rb, put) -> bytes:
+    """Two large PUTs (``put(path, data)``: the request's bytes) on one connection, the second pipelined with a
+    GET of the first in one send, then a GET of the second: all answered in order. Returns the first's data."""
     one, two = os.urandom(3 * 1024 * 1024 + 5), os.urandom(2 * 1024 * 1024)
     with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as s:
-        s.sendall(_signed_put(raw, f"/{rb}/one", one))
+        s.sendall(put(f"/{rb}/one", one))
         assert _read_response(s).status == 200
-        # Pipelined: the second PUT's body and a GET in one send.
-        s.sendall(_signed_put(raw, f"/{rb}/two", two) + _signed_get(raw, f"/{rb}/one"))
+        s.sendall(put(f"/{rb}/two", two) + _signed_get(raw, f"/{rb}/one"))
         assert _read_response(s).status == 200
         resp = _read_response(s, "GET")
         assert resp.status == 200 and resp.body == one
         s.sendall(_signed_get(raw, f"/{rb}/two"))
         resp = _read_response(s, "GET")
         assert resp.status == 200 and resp.body == two
+    return one
 
 
 def _chunked_put(raw, path: str, data: bytes, mode: str, tamper: int | None = None) -> bytes:
@@ -637,17 +643,7 @@ def test_large_aws_chunked_bodies_leave_the_connection_usable(raw, rb, mode):
     """aws-chunked bodies are received in fills of their own, straight from the socket when large: the connection
     then carries the next request, also one sent right behind the body; a body refused midway (a chunk's
     signature) commits nothing and leaves the server answering."""
-    one, two = os.urandom(3 * 1024 * 1024 + 5), os.urandom(2 * 1024 * 1024)
-    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as s:
-        s.sendall(_chunked_put(raw, f"/{rb}/one", one, mode))
-        assert _read_response(s).status == 200
-        s.sendall(_chunked_put(raw, f"/{rb}/two", two, mode) + _signed_get(raw, f"/{rb}/one"))
-        assert _read_response(s).status == 200
-        resp = _read_response(s, "GET")
-        assert resp.status == 200 and resp.body == one
-        s.sendall(_signed_get(raw, f"/{rb}/two"))
-        resp = _read_response(s, "GET")
-        assert resp.status == 200 and resp.body == two
+    one = _two_puts_on_one_connection(raw, rb, lambda path, data: _chunked_put(raw, path, data, mode))
     if mode == "STREAMING-AWS4-HMAC-SHA256-PAYLOAD":
         with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as s:
             s.sendall(_chunked_put(raw, f"/{rb}/bad", one, mode, tamper=20))

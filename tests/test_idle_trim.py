@@ -10,16 +10,9 @@ import time
 import uuid
 
 from rawhttp import Raw, aws_chunked, sign_v4
+from s3util import rss
 
 MiB = 1 << 20
-
-
-def _rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def test_idle_server_gives_back_the_memory_of_a_burst(make_server):
@@ -49,8 +42,8 @@ def test_idle_server_gives_back_the_memory_of_a_burst(make_server):
         t.join()
     assert statuses == [200] * 48
     assert srv.proc is not None
-    busy = _rss(srv.proc.pid)
+    busy = rss(srv.proc.pid)
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and _rss(srv.proc.pid) > busy - 8 * MiB:
+    while time.monotonic() < deadline and rss(srv.proc.pid) > busy - 8 * MiB:
         time.sleep(0.5)
-    assert _rss(srv.proc.pid) <= busy - 8 * MiB, (busy / MiB, _rss(srv.proc.pid) / MiB)
+    assert rss(srv.proc.pid) <= busy - 8 * MiB, (busy / MiB, rss(srv.proc.pid) / MiB)

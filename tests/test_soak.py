@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from bodies import body_for, identify
 from conftest import client
+from s3util import rss
 
 SLOW = os.environ.get("SHOAL_SLOW") == "1"
 SOAK_SECONDS = float(os.environ.get("SHOAL_SOAK_SECONDS", "300" if SLOW else "30"))
@@ -29,14 +30,6 @@ WORKERS = 6
 MiB = 1024 * 1024
 RSS_GROWTH_LIMIT = 48 * MiB  # after the warm-up round; Python's allocator keeps some freed memory
 DISK_SLACK = 4 * MiB  # SQLite pages and WAL reused, not returned: the level after round 1 must hold
-
-
-def rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def descriptors(pid: int) -> Counter:
