@@ -499,7 +499,11 @@ def exchange(port: int, data: bytes, method: str, timeout: float = 15.0, half_cl
         except ConnectionResetError:
             pass
     raw = bytes(out)
-    if not raw:
+    final = raw
+    while final.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"):
+        final = final[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+    if not final:
+        # Nothing, or only the interim 100 (sent before the client was seen gone): no answer.
         return Outcome(None, {}, b"", raw)
     response = http.client.HTTPResponse(_Sock(raw), method=method)  # type: ignore[arg-type]
     response.begin()
