@@ -229,8 +229,9 @@ def _tune_malloc() -> None:
 
 
 class _IdleTrim:
-    """Gives the heap's free memory back to the system after a burst: every ``interval`` seconds, if requests were
-    served since the last look and none is in flight now, glibc's ``malloc_trim`` runs on a worker thread. Freed
+    """Gives the heap's free memory back to the system after a burst: once a whole ``interval`` (5 s) passes with
+    no new request after some were served, glibc's ``malloc_trim`` runs on a worker thread (never under steady
+    load, where the memory is in use and each trim would cost a walk of the heap). Freed
     buffers below the mmap threshold (the shares of many concurrent uploads and encrypted reads) stay mapped
     otherwise: after 64 concurrent aws-chunked uploads the server kept ~60 MiB it no longer used, and the next
     burst of another kind added its own on top. A no-op where glibc is not the allocator."""
@@ -238,7 +239,8 @@ class _IdleTrim:
     def __init__(self, app: S3App, interval: float = 5.0) -> None:
         self._app = app
         self._interval = interval
-        self._seen = -1
+        self._seen = 0  # requests started, at the last look
+        self._served = False  # requests were served since the last trim
         self._handle: asyncio.TimerHandle | None = None
         try:
             import ctypes
@@ -257,9 +259,12 @@ class _IdleTrim:
             self._handle = None
 
     def _tick(self) -> None:
-        served = self._app.requests_started
-        if served != self._seen and self._app.in_flight == 0:
-            self._seen = served
+        started = self._app.requests_started
+        if started != self._seen:
+            self._seen = started
+            self._served = True
+        elif self._served and self._app.in_flight == 0:
+            self._served = False
             asyncio.get_running_loop().run_in_executor(None, self._trim, 0)
         self.start()
 

@@ -256,7 +256,9 @@ class S3App:
             response = await self._handle(request)
         finally:
             self.in_flight -= 1
-            body = request.pop("shoal.body", None)  # aiohttp keeps the request while the connection idles
+            body = request.get("shoal.body")
+            if body is not None:
+                del request["shoal.body"]  # aiohttp keeps the request while the connection idles
             # Part of the body was taken straight from the socket and the rest was not (the request failed
             # midway): the connection cannot carry another request.
             abandoned = body is not None and await body.abandon()
