@@ -230,8 +230,9 @@ def _tune_malloc() -> None:
 
 class _IdleTrim:
     """Gives the heap's free memory back to the system after a burst: once a whole ``interval`` (5 s) passes with
-    no new request after some were served, glibc's ``malloc_trim`` runs on a worker thread (never under steady
-    load, where the memory is in use and each trim would cost a walk of the heap). Freed
+    no new S3 or admin request after some were served, glibc's ``malloc_trim`` runs on a worker thread (never
+    under steady load, where the memory is in use and each trim would cost a walk of the heap; health checks and
+    metric scrapes, which come every few seconds, do not count). Freed
     buffers below the mmap threshold (the shares of many concurrent uploads and encrypted reads) stay mapped
     otherwise: after 64 concurrent aws-chunked uploads the server kept ~60 MiB it no longer used, and the next
     burst of another kind added its own on top. A no-op where glibc is not the allocator."""
@@ -334,9 +335,9 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    trim.stop()
     log.info("shutting down: finishing in-flight requests")
     await site.stop()  # no new connections
-    trim.stop()
     # Let requests in flight finish, uploads included, before aiohttp's own shutdown: that stops reading from
     # every connection at once, so an upload whose body is still arriving could never complete.
     app.draining = True

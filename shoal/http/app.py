@@ -244,14 +244,13 @@ class S3App:
         # Matched only for path-style requests (not when the Host names a bucket under --domain).
         self.prefix_routes: list[tuple[str, object]] = []
         self.in_flight = 0  # requests between their headers and their handler's answer
-        self.requests_started = 0
+        self.requests_started = 0  # S3 and admin requests (not health checks or scrapes: see server._IdleTrim)
         self.draining = False  # shutting down: answer what is in flight, then close each connection
         self.body_timeout: float | None = None  # seconds a request body may stall (see shoal.http.body)
         self.metrics = None  # a shoal.metrics.Metrics, told about every request
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         self.in_flight += 1
-        self.requests_started += 1
         try:
             response = await self._handle(request)
         finally:
@@ -288,9 +287,11 @@ class S3App:
             if response is not None:
                 pass
             elif prefixed is not None:
+                self.requests_started += 1
                 response = await prefixed(self, request, raw_path, raw_query, cont)  # type: ignore[operator]
                 operation = "Admin"
             else:
+                self.requests_started += 1
                 response, operation = await self._s3(request, request_id, raw_path, raw_query, cont,
                                                      cors_headers)
         except S3Error as exc:

@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from awscrt.checksums import crc64nvme
@@ -576,9 +577,11 @@ async def read_pieces(record: ObjectRecord, pieces: list[Piece], files: list, de
         elif dek is not None:
             cipher = blocks.blob_cipher(dek, piece.blob_id)  # type: ignore[arg-type]
             try:
-                async for chunk in blocks.stream_plain(f.fileno(), cipher, piece.offset, piece.length,
-                                                       piece.blob_size):
-                    yield chunk
+                # Closed with this generator (aclosing), not two loop turns later: its read share goes at once.
+                async with aclosing(blocks.stream_plain(f.fileno(), cipher, piece.offset, piece.length,
+                                                        piece.blob_size)) as plain:
+                    async for chunk in plain:
+                        yield chunk
             except blocks.CorruptData as exc:
                 log.error("object %s/%s: blob %s: %s", record.bucket, record.key, piece.blob_id, exc)
                 raise S3Error("InternalError", "The stored object failed its integrity check.") from None
@@ -610,8 +613,9 @@ async def read_range_bytes(svc: S3Service, record: ObjectRecord, start: int, len
     checks = integrity.whole_blob_checks(svc, pieces) if dek is None else None
     files = open_pieces(svc, pieces)
     try:
-        async for chunk in read_pieces(record, pieces, files, dek, checks):
-            yield chunk
+        async with aclosing(read_pieces(record, pieces, files, dek, checks)) as chunks:
+            async for chunk in chunks:
+                yield chunk
     except CorruptBlobError as exc:
         raise integrity.corrupt(svc, exc, "read") from None
     finally:

@@ -363,11 +363,13 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     finally:
         if stop is not None:
             stop.set()
-        if decrypted is not None:
-            await decrypted.aclose()  # a reader cut off (the client gone) gives back its read share now, not at GC
-        for f in files:
-            if f is not None:
-                f.close()
+        try:
+            if decrypted is not None:
+                await decrypted.aclose()  # a reader cut off (the client gone) gives back its read share now
+        finally:
+            for f in files:
+                if f is not None:
+                    f.close()
     return response
 
 
