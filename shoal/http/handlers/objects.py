@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from shoal import read_budget
 from shoal.errors import S3Error
 from shoal.http import xml, zerocopy
 from shoal.http.app import S3Request, xml_response
@@ -407,15 +408,18 @@ async def _send_range(req: S3Request, response: web.StreamResponse, f, offset: i
         await zerocopy.send_range(transport, f.fileno(), offset, length,  # type: ignore[arg-type]
                                   req.stall_timeout)
         return
-    # TLS: the bytes must pass through the encryption, so they are read (on a worker thread) and written.
+    # TLS: the bytes must pass through the encryption, so they are read (on a worker thread) and written, in
+    # shares of the read budget (64 concurrent 64 MiB GETs took +206 MiB with 1 MiB reads each).
     loop = asyncio.get_running_loop()
-    while length > 0:
-        chunk = await loop.run_in_executor(None, os.pread, f.fileno(), min(length, 1 << 20), offset)
-        if not chunk:
-            raise OSError("blob shorter than its metadata")
-        await response.write(chunk)
-        offset += len(chunk)
-        length -= len(chunk)
+    with read_budget.Share() as share:
+        while length > 0:
+            size = min(length, share.size(1 << 20, 64 << 10))
+            chunk = await loop.run_in_executor(None, os.pread, f.fileno(), size, offset)
+            if not chunk:
+                raise OSError("blob shorter than its metadata")
+            await response.write(chunk)
+            offset += len(chunk)
+            length -= len(chunk)
 
 
 async def head_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
