@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
@@ -350,6 +351,12 @@ def test_tls_round_trip(tmp_path, monkeypatch, how):
         data = os.urandom(200_000)
         s3.put_object(Bucket="secure", Key="blob", Body=data)
         assert s3.get_object(Bucket="secure", Key="blob")["Body"].read() == data
+        # Larger, several at once: read in shares of the read budget, every byte still in place.
+        large = os.urandom(3 * 1024 * 1024 + 7)
+        s3.put_object(Bucket="secure", Key="large", Body=large)
+        with ThreadPoolExecutor(6) as pool:
+            got = list(pool.map(lambda _: s3.get_object(Bucket="secure", Key="large")["Body"].read(), range(6)))
+        assert got == [large] * 6
         with pytest.raises((OSError, http.client.HTTPException)):  # plain HTTP is not served on the TLS port
             urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/minio/health/live", timeout=3).read()
         health = shoal("healthcheck", env={"SHOAL_ADDRESS": f"127.0.0.1:{srv.port}",
