@@ -5,7 +5,13 @@ stays flat with their number. 64 concurrent GETs of an encrypted object held ~3 
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
 BUDGET = 8 << 20
+MOST = 1 << 20  # bytes a plain read takes per call when alone...
+LEAST = 64 << 10  # ...and at least, however many share the budget
 _active = 0  # readers inside a Share
 
 
@@ -30,3 +36,17 @@ class Share:
 
 def active() -> int:
     return _active
+
+
+async def pread_chunks(fd: int, offset: int, length: int) -> AsyncIterator[bytes]:
+    """Bytes ``[offset, offset + length)`` of an open file, read on a worker thread in this reader's shares of the
+    budget. Stops early at the end of the file: the caller sees fewer bytes than it asked for."""
+    loop = asyncio.get_running_loop()
+    with Share() as share:
+        while length > 0:
+            chunk = await loop.run_in_executor(None, os.pread, fd, min(length, share.size(MOST, LEAST)), offset)
+            if not chunk:
+                return
+            offset += len(chunk)
+            length -= len(chunk)
+            yield chunk

@@ -17,13 +17,12 @@ from shoal.s3.objects import (
     ChecksumRequest,
     CopySource,
     ObjectAttributes,
-    RangeBody,
     etag_condition,
+    ingest_range,
     new_version_id,
     object_owner,
     precondition_error,
     read_copy_source,
-    read_range_bytes,
 )
 from shoal.s3.service import S3Service
 from shoal.storage.errors import NoSuchUploadError, PreconditionError
@@ -188,12 +187,8 @@ async def upload_part_copy(
     if source_range is not None:
         parsed = _parse_copy_range(source_range, src.size)
         start, length = parsed
-    chunks = read_range_bytes(svc, src, start, length, src_dek)
-    try:
-        ingested = await ingest(RangeBody(chunks, length), svc.storage.blobs,
-                                _part_algorithms(upload, ChecksumRequest()), inline_limit=-1, dek=dek)
-    finally:
-        await chunks.aclose()  # a failed copy's reader gives back its files and read share now, not at GC
+    ingested = await ingest_range(svc, src, start, length, src_dek, _part_algorithms(upload, ChecksumRequest()),
+                                  inline_limit=-1, dek=dek)
     return await _commit_part(svc, upload_id, part_number, ingested)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
@@ -560,7 +559,6 @@ async def read_pieces(record: ObjectRecord, pieces: list[Piece], files: list, de
     worker-thread call per 1 MiB, less when many read at once: shoal.read_budget). Unencrypted pieces listed in
     ``checks`` (whole blobs) are checked as they are read: CorruptBlobError comes before their last chunk is
     yielded."""
-    loop = asyncio.get_running_loop()
     e = record.meta.get("e")
     if e is not None and dek is None:
         raise S3Error("InternalError", "reading an encrypted object without its data key")
@@ -588,16 +586,9 @@ async def read_pieces(record: ObjectRecord, pieces: list[Piece], files: list, de
         else:
             check = checks.get(index) if checks else None
             crc = 0
-            offset, left = piece.offset, piece.length
-            with read_budget.Share() as share:
-                while left > 0:
-                    size = min(left, share.size(1 << 20, 64 << 10))
-                    chunk = await loop.run_in_executor(None, os.pread, f.fileno(), size, offset)
-                    if not chunk:
-                        if check is not None:
-                            raise CorruptBlobError(piece.blob_id, check[0], "short", check[1])  # type: ignore[arg-type]
-                        raise OSError("blob shorter than its metadata says")
-                    offset += len(chunk)
+            left = piece.length
+            async with aclosing(read_budget.pread_chunks(f.fileno(), piece.offset, piece.length)) as chunks:
+                async for chunk in chunks:
                     left -= len(chunk)
                     if check is not None:
                         crc = crc64nvme(chunk, crc)
@@ -605,6 +596,10 @@ async def read_pieces(record: ObjectRecord, pieces: list[Piece], files: list, de
                             raise CorruptBlobError(piece.blob_id, check[0], crc_hex(crc),  # type: ignore[arg-type]
                                                    check[1])
                     yield chunk
+            if left > 0:
+                if check is not None:
+                    raise CorruptBlobError(piece.blob_id, check[0], "short", check[1])  # type: ignore[arg-type]
+                raise OSError("blob shorter than its metadata says")
 
 
 async def read_range_bytes(svc: S3Service, record: ObjectRecord, start: int, length: int, dek: bytes | None = None):
@@ -622,6 +617,19 @@ async def read_range_bytes(svc: S3Service, record: ObjectRecord, start: int, len
         for f in files:
             if f is not None:
                 f.close()
+
+
+async def ingest_range(svc: S3Service, record: ObjectRecord, start: int, length: int, src_dek: bytes | None,
+                       algorithms: set[str], *, inline_limit: int, dek: bytes | None) -> Ingested:
+    """Ingest a stored object's range as a new body (CopyObject, UploadPartCopy): decrypted if it was encrypted,
+    hashed, and sealed again for an encrypted destination. Its reader is closed on the way out, so a failed copy
+    gives back its files and read share at once, not at the next garbage collection."""
+    chunks = read_range_bytes(svc, record, start, length, src_dek)
+    try:
+        return await ingest(RangeBody(chunks, length), svc.storage.blobs, algorithms, inline_limit=inline_limit,
+                            dek=dek)
+    finally:
+        await chunks.aclose()
 
 
 class RangeBody:
@@ -705,13 +713,8 @@ async def copy_object(
         segments, inline = await copy_bytes(svc, src, 0, src.size)
     else:
         # Decrypt the source and seal under the destination's key (or store plain), hashing in the same pass.
-        chunks = read_range_bytes(svc, src, 0, src.size, src_dek)
-        try:
-            ingested = await ingest(RangeBody(chunks, src.size), svc.storage.blobs,
-                                    {new_checksum} if new_checksum else set(), inline_limit=svc.inline_limit,
-                                    dek=encryption.dek if encryption else None)
-        finally:
-            await chunks.aclose()  # a failed copy's reader gives back its files and read share now, not at GC
+        ingested = await ingest_range(svc, src, 0, src.size, src_dek, {new_checksum} if new_checksum else set(),
+                                      inline_limit=svc.inline_limit, dek=encryption.dek if encryption else None)
         try:
             await ingested.finish()
         except BaseException:

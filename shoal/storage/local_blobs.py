@@ -18,16 +18,17 @@ Flushed ranges then leave the page cache (see ``_flush``), so a large upload cyc
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import aclosing
 
 from awscrt.checksums import crc64nvme
 
+from shoal import read_budget
 from shoal.storage import faults
 
 READ_CHUNK = 1 << 20
@@ -230,16 +231,14 @@ class LocalBlobStore:
             return []
 
     async def stream(self, blob_id: str, offset: int, length: int) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
         f = self.open(blob_id)
         try:
-            while length > 0:
-                chunk = await loop.run_in_executor(None, os.pread, f.fileno(), min(length, READ_CHUNK), offset)
-                if not chunk:
-                    raise OSError("blob shorter than expected")
-                offset += len(chunk)
-                length -= len(chunk)
-                yield chunk
+            async with aclosing(read_budget.pread_chunks(f.fileno(), offset, length)) as chunks:
+                async for chunk in chunks:
+                    length -= len(chunk)
+                    yield chunk
+            if length > 0:
+                raise OSError("blob shorter than expected")
         finally:
             f.close()
 
