@@ -238,6 +238,13 @@ async def ingest(
         inner = blobs.new_writer()
         return inner if dek is None else blocks.EncryptingWriter(inner, dek)
 
+    def feed(chunk: bytearray) -> tuple[concurrent.futures.Future, ...]:
+        """Hand a filled buffer itself (no copy) to every lane of the upload, made at the first."""
+        nonlocal workers
+        assert writer is not None
+        workers = workers or _lanes_for(lanes, writer, work)
+        return tuple(lane.feed(memoryview(chunk)) for lane in workers)
+
     counted = False
 
     try:
@@ -265,10 +272,8 @@ async def ingest(
                 _active_blob_uploads += 1
             if writer is not None and len(buffer) >= buffer_size():
                 await finished(pending)
-                # Hand the filled buffer itself to the lanes (no copy) and start a fresh one.
                 chunk, buffer = buffer, bytearray()
-                workers = workers or _lanes_for(lanes, writer, work)
-                pending = tuple(lane.feed(memoryview(chunk)) for lane in workers)
+                pending = feed(chunk)
         await finished(pending)
         inline = salt = None
         if writer is None:
@@ -277,8 +282,7 @@ async def ingest(
             if dek is not None:
                 salt, inline = blocks.seal_inline(dek, inline)
         elif buffer:
-            workers = workers or _lanes_for(lanes, writer, work)
-            await finished(tuple(lane.feed(memoryview(buffer)) for lane in workers))
+            await finished(feed(buffer))
         if hashers.sha256 is not None:
             body.check_sha256(hashers.sha256.hexdigest())
     except BaseException:
