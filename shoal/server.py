@@ -13,11 +13,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from aiohttp import web
-
 from shoal.auth.identities import Identity, IdentityStore, canonical_id
 from shoal.crypto import keys
-from shoal.http.app import S3App, protocol_error_handler
+from shoal.http.app import S3App
+from shoal.http.protocol import Front
+from shoal.http.request import Request
+from shoal.http.response import Response
 from shoal.lifecycle import LifecycleWorker
 from shoal.s3 import context as s3_context
 from shoal.s3.service import S3Service
@@ -159,13 +160,13 @@ class Readiness:
 
 
 def _health_routes(app: S3App, readiness: Readiness) -> None:
-    async def live(request: web.BaseRequest) -> web.StreamResponse:
-        return web.Response(status=200)
+    async def live(request: Request) -> Response:
+        return Response(status=200)
 
-    async def ready(request: web.BaseRequest) -> web.StreamResponse:
+    async def ready(request: Request) -> Response:
         if readiness.ready(app.draining):
-            return web.Response(status=200)
-        return web.Response(status=503, text=readiness.reason + "\n", headers={"Retry-After": "1"})
+            return Response(status=200)
+        return Response(status=503, text=readiness.reason + "\n", headers={"Retry-After": "1"})
 
     live.operation = ready.operation = "Health"  # type: ignore[attr-defined]
     for path in ("/minio/health/live", "/health/live"):
@@ -175,31 +176,16 @@ def _health_routes(app: S3App, readiness: Readiness) -> None:
 
 
 def _metrics_routes(app: S3App, metrics) -> None:
-    async def scrape(request: web.BaseRequest) -> web.StreamResponse | None:
+    async def scrape(request: Request) -> Response | None:
         if request.path == "/metrics" and (request.query_string or "Authorization" in request.headers
                                            or app.service.storage.meta.get_bucket("metrics") is not None):
             return None  # an S3 request on a bucket named "metrics"
         body, content_type = await app.metrics.render()
-        return web.Response(body=body, headers={"Content-Type": content_type})
+        return Response(body=body, headers={"Content-Type": content_type})
 
     scrape.operation = "Metrics"  # type: ignore[attr-defined]
     for path in ("/metrics", "/minio/v2/metrics/cluster", "/minio/v2/metrics/node", "/_shoal/metrics"):
         app.extra_routes[path] = scrape
-
-
-class _S3Server(web.Server):
-    """aiohttp's low-level server whose connections answer unparseable requests in S3's XML (see
-    :func:`shoal.http.app.protocol_error_handler`)."""
-
-    def __init__(self, app: S3App, **kwargs) -> None:
-        super().__init__(app.handle, **kwargs)
-        self._handler_class = protocol_error_handler(app)
-
-    def __call__(self):
-        try:
-            return self._handler_class(self, loop=self._loop, **self._kwargs)
-        except (AttributeError, TypeError):  # an aiohttp whose internals differ: its own error pages then
-            return super().__call__()
 
 
 def ssl_context(tls: tuple[str, str]):
@@ -292,31 +278,19 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
         app.metrics = Metrics(storage, settings.data_dir)
         _metrics_routes(app, app.metrics)
     app.prefix_routes.append((admin.PREFIX, admin.handle))
-    server = _S3Server(
-        app,
-        max_line_size=16 * 1024,
-        max_field_size=16 * 1024,  # S3 refuses request headers beyond 8 KiB; leave room for long URLs
-        max_headers=256,
-        access_log=None,
-        # A Content-Encoding on a PUT describes the object (a gzip file served as such), not the transfer:
-        # its bytes are stored exactly as sent, never decompressed.
-        auto_decompress=False,
-        # Also the time a new connection has to deliver its first request head: trickled headers are cut off.
-        keepalive_timeout=settings.idle_timeout,
-    )
+    # Also the time a new connection has to deliver its first request head: trickled headers are cut off.
+    front = Front(app, idle_timeout=settings.idle_timeout)
     if hasattr(storage.meta, "quiet"):
         # A request alone in this worker may commit its first write on the event loop's thread (see
         # shoal.storage.sqlite_meta). Alone means one open connection too: the loop does not read other
         # connections while it commits, so with several clients "no other request in flight" would hold after
         # every commit and turn group commit into one fsync per request. Only the first write: the writes a
         # request starts together (DeleteObjects) share the writer thread's commits.
-        storage.meta.quiet = lambda: (app.in_flight <= 1 and len(server.connections) <= 1
+        storage.meta.quiet = lambda: (app.in_flight <= 1 and len(front.connections) <= 1
                                       and s3_context.first_write())
-    runner = web.ServerRunner(server, shutdown_timeout=settings.shutdown_timeout, handle_signals=False)
-    await runner.setup()
     sock = _listen_socket(settings.host, settings.port, reuse_port)
-    site = web.SockSite(runner, sock, ssl_context=ssl_context(settings.tls) if settings.tls else None)
-    await site.start()
+    listener = await asyncio.get_running_loop().create_server(
+        front, sock=sock, ssl=ssl_context(settings.tls) if settings.tls else None, backlog=1024)
     storage.start_background()
     scrubber = None
     if lifecycle and settings.scrub_interval > 0:
@@ -337,9 +311,8 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
     await stop.wait()
     trim.stop()
     log.info("shutting down: finishing in-flight requests")
-    await site.stop()  # no new connections
-    # Let requests in flight finish, uploads included, before aiohttp's own shutdown: that stops reading from
-    # every connection at once, so an upload whose body is still arriving could never complete.
+    listener.close()  # no new connections
+    # Let requests in flight finish, uploads included; each connection closes after its current response.
     app.draining = True
     deadline = loop.time() + settings.shutdown_timeout
     while app.in_flight and loop.time() < deadline:
@@ -348,7 +321,7 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
         await scrubber.stop()
     if worker is not None:
         await worker.stop()  # its writes already submitted still commit; their garbage is collected below
-    await runner.cleanup()  # closes idle connections; cancels whatever is still running
+    await front.shutdown(max(0.0, deadline - loop.time()))  # idle connections close; what still runs is cancelled
     await storage.stop_background()
     if app.metrics is not None:
         app.metrics.close()

@@ -30,11 +30,11 @@ import json
 import logging
 from urllib.parse import unquote
 
-from aiohttp import web
-
 from shoal.auth.users import UserDirectory
 from shoal.errors import S3Error
 from shoal.http.app import new_request_id
+from shoal.http.request import Request
+from shoal.http.response import Response, StreamResponse
 
 log = logging.getLogger("shoal.admin")
 
@@ -42,14 +42,14 @@ PREFIX = "/_shoal/admin/v1/"
 MAX_BODY = 64 * 1024
 
 
-def json_response(value, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=json.dumps(value, indent=1).encode(),
+def json_response(value, status: int = 200) -> Response:
+    return Response(status=status, body=json.dumps(value, indent=1).encode(),
                         content_type="application/json")
 
 
-def error_response(exc: S3Error, request_id: str) -> web.Response:
+def error_response(exc: S3Error, request_id: str) -> Response:
     body = {"Code": exc.code, "Message": exc.message, "RequestId": request_id}
-    return web.Response(status=exc.status, body=json.dumps(body).encode(), content_type="application/json")
+    return Response(status=exc.status, body=json.dumps(body).encode(), content_type="application/json")
 
 
 async def _read_json(body) -> dict:
@@ -81,7 +81,7 @@ def _not_allowed(method: str) -> S3Error:
     return S3Error("MethodNotAllowed", f"{method} is not allowed on this resource.", status=405)
 
 
-async def handle(app, request: web.BaseRequest, raw_path: str, raw_query: str, cont) -> web.StreamResponse:
+async def handle(app, request: Request, raw_path: str, raw_query: str, cont) -> StreamResponse:
     request_id = new_request_id()
     try:
         identity, body = await app.authenticate_plain(request, raw_path, raw_query, cont)
@@ -112,7 +112,7 @@ def _field(data: dict, name: str, kind: type, required: bool = False):
     return value
 
 
-async def _dispatch(d: UserDirectory, method: str, parts: list[str], data: dict) -> web.Response:
+async def _dispatch(d: UserDirectory, method: str, parts: list[str], data: dict) -> Response:
     n = len(parts)
     if n >= 1 and parts[0] == "users":
         if n == 1:
@@ -138,7 +138,7 @@ async def _dispatch(d: UserDirectory, method: str, parts: list[str], data: dict)
                 return json_response(user or d.get_user(name))
             if method == "DELETE":
                 await d.delete_user(name)
-                return web.Response(status=204)
+                return Response(status=204)
             raise _not_allowed(method)
         if parts[2] == "keys" and n == 3:
             if method == "GET":
@@ -168,6 +168,6 @@ async def _dispatch(d: UserDirectory, method: str, parts: list[str], data: dict)
             return json_response(await d.set_key_status(parts[1], _field(data, "status", str, required=True)))
         if method == "DELETE":
             await d.delete_key(parts[1])
-            return web.Response(status=204)
+            return Response(status=204)
         raise _not_allowed(method)
     raise S3Error("NotFound", "No such admin resource.", status=404)

@@ -1,7 +1,7 @@
 """The request entry point: route, authenticate, dispatch to a handler, render errors.
 
-aiohttp's low-level server calls :meth:`S3App.handle` once per request; no framework router or middleware
-sits on the data path.
+The front end (shoal.http.protocol) calls :meth:`S3App.handle` once per request and sends what it returns; no
+framework router or middleware sits on the data path.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
-from shoal.http import whole, xml
+from shoal.http import xml
 from shoal.http.authenticate import HeaderLists, RequestView, authenticate, expects_continue
+from shoal.http.request import Request
+from shoal.http.response import Response, StreamResponse
 from shoal.http.routing import decode_path, resolve, split_path, split_target
 from shoal.s3 import context, cors
 from shoal.s3.service import S3Service
@@ -41,7 +42,7 @@ MAX_XML_BODY = 4 * 1024 * 1024
 class S3Request:
     """One request as handlers see it."""
 
-    http: web.BaseRequest
+    http: Request
     method: str
     bucket: str | None
     key: str | None
@@ -101,8 +102,8 @@ def storage_full(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
 
 
-def xml_response(root: str, inner: str, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=xml.document(root, inner), status=status, headers=headers,
+def xml_response(root: str, inner: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body=xml.document(root, inner), status=status, headers=headers,
                         content_type="application/xml")
 
 
@@ -145,7 +146,7 @@ def _decoded_item(item: str) -> tuple[str, str]:
 
 
 def _request_context(
-    request: web.BaseRequest, view: RequestView, query: dict[str, str], signed: bool
+    request: Request, view: RequestView, query: dict[str, str], signed: bool
 ) -> context.RequestContext:
     headers = request.headers  # case-insensitive: policy conditions look names up in lower case
     version = auth_type = None
@@ -158,76 +159,6 @@ def _request_context(
             auth_type = "REST-QUERY-STRING"
             version = "AWS4-HMAC-SHA256" if "X-Amz-Algorithm" in query else "AWS"
     return context.RequestContext(request.remote, request.secure, headers, query, version, auth_type)
-
-
-def protocol_error_handler(app: S3App) -> type:
-    """aiohttp's per-connection protocol, answering requests it cannot parse (bad request lines, header lines
-    over the limit, NUL or bare CR in headers, overflowing Content-Length...) with an S3 XML error document
-    and our common headers, instead of aiohttp's plain-text page; such requests are the client's fault, so
-    they are logged as one line at INFO, not as an ERROR with a traceback."""
-    import inspect
-
-    from aiohttp import web_protocol
-    from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
-    from aiohttp.http_parser import HttpRequestParser
-    from aiohttp.web_protocol import RequestHandler
-
-    parser_settings = ("read_bufsize", "max_line_size", "max_field_size", "max_headers", "auto_decompress")
-    defaults = {name: p.default for name, p in inspect.signature(RequestHandler.__init__).parameters.items()
-                if name in parser_settings}
-
-    class S3ProtocolHandler(RequestHandler):
-        def __init__(self, manager, **kwargs) -> None:
-            super().__init__(manager, **kwargs)
-            self._shoal_parser_settings = defaults | {k: v for k, v in kwargs.items() if k in parser_settings}
-
-        def renew_parser(self) -> bool:
-            """Replace the request parser with a fresh one, configured as aiohttp configures it. Used after a
-            body was received past aiohttp (shoal.http.body._Receiver): the old parser still expects that body,
-            the new one expects the next request. False where this aiohttp differs (the caller then closes the
-            connection after the response instead)."""
-            if "_parser" not in dir(self) or self._parser is None:
-                return False
-            settings = self._shoal_parser_settings
-            try:
-                extra = {}
-                if hasattr(web_protocol, "MAX_MSG_QUEUE_SIZE"):
-                    extra["max_msg_queue_size"] = web_protocol.MAX_MSG_QUEUE_SIZE
-                self._parser = HttpRequestParser(
-                    self, self._loop, settings["read_bufsize"], max_line_size=settings["max_line_size"],
-                    max_field_size=settings["max_field_size"], max_headers=settings["max_headers"],
-                    payload_exception=web_protocol.RequestPayloadError,
-                    auto_decompress=settings["auto_decompress"], **extra)
-            except Exception:
-                log.debug("cannot renew aiohttp's request parser", exc_info=True)
-                return False
-            return True
-
-        def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
-                         message: str | None = None) -> web.StreamResponse:
-            client_fault = isinstance(exc, HttpProcessingError) and status < 500
-            if client_fault:
-                log.info("refused a malformed request from %s: %s", request.remote,
-                         (str(getattr(exc, "message", "")) or repr(exc)).strip().splitlines()[0])
-            else:
-                self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
-            if request.writer.output_size > 0:
-                raise ConnectionError("Response is sent already, cannot send another response with the error")
-            if isinstance(exc, LineTooLong):
-                error = S3Error("RequestHeaderSectionTooLarge")
-            elif client_fault:
-                detail = (str(getattr(exc, "message", "")) or "").strip().splitlines()
-                error = S3Error("BadRequest", f"The HTTP request is malformed: {detail[0]}" if detail else None,
-                                status=status)
-            else:
-                error = S3Error("InternalError")
-            request_id = new_request_id()
-            response = web.Response(status=error.status, body=error_document(error, "", request_id, app.host_id),
-                                    content_type="application/xml", headers=app.common_headers(request_id))
-            response.force_close()
-            return response
-
-    return S3ProtocolHandler
 
 
 class S3App:
@@ -249,24 +180,21 @@ class S3App:
         self.body_timeout: float | None = None  # seconds a request body may stall (see shoal.http.body)
         self.metrics = None  # a shoal.metrics.Metrics, told about every request
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def handle(self, request: Request) -> StreamResponse:
         self.in_flight += 1
         try:
             response = await self._handle(request)
         finally:
             self.in_flight -= 1
-            body = request.get("shoal.body")
-            if body is not None:
-                del request["shoal.body"]  # aiohttp keeps the request while the connection idles
+            body, request.body = request.body, None
             # Part of the body was taken straight from the socket and the rest was not (the request failed
             # midway): the connection cannot carry another request.
             abandoned = body is not None and await body.abandon()
         if self.draining or abandoned:
             response.force_close()
-        whole.send(request, response)
         return response
 
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _handle(self, request: Request) -> StreamResponse:
         context.current.set(None)  # nothing from an earlier request on this connection carries over
         started = time.perf_counter()
         request_id = new_request_id()
@@ -295,16 +223,15 @@ class S3App:
                 response, operation = await self._s3(request, request_id, raw_path, raw_query, cont,
                                                      cors_headers)
         except S3Error as exc:
-            operation = request.get("shoal.operation", operation)
+            operation = request.operation if request.operation != "-" else operation
             response = self._error_response(request, exc, resource, request_id)
             if exc.code == "RequestTimeout":
-                # The client stalled mid-body: answer, then close at once (aiohttp would otherwise keep reading
-                # the rest of the body it is not sending for its lingering time).
+                # The client stalled mid-body: answer, then close at once (never wait for the rest of its body).
                 response.headers.update(self.common_headers(request_id))
                 await self._answer_and_close(request, response)
                 return response
         except Exception as exc:
-            operation = request.get("shoal.operation", operation)
+            operation = request.operation if request.operation != "-" else operation
             if storage_full(exc):
                 log.error("storage full in %s %s: %s", request.method, raw_path, exc)
                 error = S3Error("ServiceUnavailable", "The server's storage is full; nothing was stored. Free space "
@@ -345,7 +272,7 @@ class S3App:
                                     "request_id": request_id}})
         return response
 
-    def _prefix_route(self, request: web.BaseRequest, raw_path: str):
+    def _prefix_route(self, request: Request, raw_path: str):
         for prefix, handler in self.prefix_routes:
             if raw_path.startswith(prefix):
                 host = request.headers.get("Host", "").rsplit(":", 1)[0].lower()
@@ -354,7 +281,7 @@ class S3App:
                 return handler
         return None
 
-    async def authenticate_plain(self, request: web.BaseRequest, raw_path: str, raw_query: str, cont):
+    async def authenticate_plain(self, request: Request, raw_path: str, raw_query: str, cont):
         """(identity or None, body reader) for a non-S3 request signed like an S3 one (path-style)."""
         query_pairs = parse_query(raw_query)
         try:
@@ -365,7 +292,7 @@ class S3App:
         return await authenticate(request, view, self.service.identities, cont=cont)
 
     @staticmethod
-    async def _answer_and_close(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    async def _answer_and_close(request: Request, response: StreamResponse) -> None:
         response.force_close()
         try:
             if not response.prepared:
@@ -373,32 +300,39 @@ class S3App:
             await response.write_eof()
         except ConnectionError:
             pass
-        # Closing the transport flushes what was written first. Without this aiohttp would keep reading
-        # ("lingering") for a body the client holds back until it sees a 100 that never comes.
+        # Closing the transport flushes what was written first. Never linger for a body the client holds back
+        # until it sees a 100 that never comes.
         request.protocol.force_close()
+
+    def connection_error(self, error: S3Error) -> Response:
+        """The answer to a request the front end could not parse (a malformed request line or header, a header
+        section over the limits): an S3 XML error with our common headers, like any other."""
+        request_id = new_request_id()
+        return Response(status=error.status, body=error_document(error, "", request_id, self.host_id),
+                        content_type="application/xml", headers=self.common_headers(request_id))
 
     def common_headers(self, request_id: str) -> dict[str, str]:
         return {"x-amz-request-id": request_id, "x-amz-id-2": self.host_id, "Server": SERVER_NAME}
 
-    def _error_response(self, request: web.BaseRequest, exc: S3Error, resource: str, request_id: str):
+    def _error_response(self, request: Request, exc: S3Error, resource: str, request_id: str):
         headers = dict(exc.headers)
         if exc.status == 304:
-            return web.Response(status=exc.status, headers=headers)  # must not have a body
+            return Response(status=exc.status, headers=headers)  # must not have a body
         body = error_document(exc, resource, request_id, self.host_id)
         if request.method == "HEAD":
             # HEAD never has a body; its Content-Length is that of the document a GET would have had.
-            response = web.Response(status=exc.status, headers=headers, content_type="application/xml")
+            response = Response(status=exc.status, headers=headers, content_type="application/xml")
             response.headers["x-amz-error-code"] = exc.code
             response.headers["Content-Length"] = str(len(body))
             return response
-        response = web.Response(status=exc.status, body=body, headers=headers, content_type="application/xml")
+        response = Response(status=exc.status, body=body, headers=headers, content_type="application/xml")
         if (exc.status in (400, 403, 411, 413) or exc.status >= 500) and request.body_exists \
                 and not request.content.is_eof():
             # We refused before reading the body: do not try to read the rest of a possibly huge upload.
             response.force_close()
         return response
 
-    def _cors_headers(self, request: web.BaseRequest, raw_path: str) -> dict[str, str]:
+    def _cors_headers(self, request: Request, raw_path: str) -> dict[str, str]:
         """CORS headers for an actual (non-preflight) request from a browser, per the bucket's rules."""
         if request.method == "OPTIONS":
             return {}
@@ -412,7 +346,7 @@ class S3App:
         return cors.actual_headers(rules, request.headers["Origin"], method)
 
     async def _s3(
-        self, request: web.BaseRequest, request_id: str, raw_path: str, raw_query: str, cont,
+        self, request: Request, request_id: str, raw_path: str, raw_query: str, cont,
         cors_headers: dict[str, str],
     ):
         headers = request.headers
@@ -423,13 +357,13 @@ class S3App:
         view = RequestView(request.method, raw_path, path, query_pairs, HeaderLists(headers),
                            bucket if self.domain and bucket and not raw_path.startswith(f"/{bucket}") else None)
         route = resolve(request.method, bucket, key, query, headers)
-        request["shoal.operation"] = route.operation  # for metrics and the access log, should it fail
+        request.operation = route.operation  # for metrics and the access log, should it fail
         if route.operation == "PreflightRequest":
             identity, body = None, None  # CORS preflight requests are never signed
         else:
             identity, body = await authenticate(request, view, self.service.identities, cont=cont)
             if hasattr(body, "abandon"):
-                request["shoal.body"] = body  # see handle()
+                request.body = body  # see handle()
             if hasattr(body, "timeout"):
                 body.timeout = self.body_timeout  # type: ignore[union-attr]
         context.current.set(_request_context(request, view, query, identity is not None))

@@ -10,13 +10,13 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from aiohttp.web import BaseRequest
 from multidict import CIMultiDictProxy
 
 from shoal.auth import sigv2, sigv4
 from shoal.auth.identities import Identity, IdentityStore
 from shoal.errors import S3Error
 from shoal.http.body import ChunkedBody, ChunkSigner, EmptyBody, PlainBody, _Continue
+from shoal.http.request import Request
 
 MAX_SKEW_SECONDS = 15 * 60
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}").fullmatch
@@ -24,7 +24,7 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
 
 class HeaderLists(Mapping[str, list[str]]):
-    """A request's headers as ``{lower-case name: [values]}``, looked up in aiohttp's case-insensitive multidict:
+    """A request's headers as ``{lower-case name: [values]}``, looked up in the request's case-insensitive multidict:
     signing reads a few headers by name, so the whole grouped dict is built only when iterated (V2 signing)."""
 
     __slots__ = ("_grouped", "_headers")
@@ -110,7 +110,7 @@ def _check_skew(request_time: float, now: float) -> None:
                       MaxAllowedSkewMilliseconds=str(MAX_SKEW_SECONDS * 1000))
 
 
-def _content_length(request: BaseRequest) -> int | None:
+def _content_length(request: Request) -> int | None:
     value = request.headers.get("Content-Length")
     if value is None:
         return None
@@ -123,11 +123,11 @@ def _content_length(request: BaseRequest) -> int | None:
     return n
 
 
-def _has_body(request: BaseRequest) -> bool:
+def _has_body(request: Request) -> bool:
     return request.body_exists
 
 
-def _plain_body(request: BaseRequest, expected_sha256: str | None, cont: _Continue):
+def _plain_body(request: Request, expected_sha256: str | None, cont: _Continue):
     length = _content_length(request)
     if length == 0 or not _has_body(request):
         if expected_sha256 is not None and expected_sha256 != sigv4.EMPTY_SHA256:
@@ -149,7 +149,7 @@ class _EmptyChecked(EmptyBody):
 
 
 def _body_for_payload(
-    request: BaseRequest, view: RequestView, payload: str, signer: ChunkSigner | None, cont: _Continue
+    request: Request, view: RequestView, payload: str, signer: ChunkSigner | None, cont: _Continue
 ):
     if payload in sigv4.STREAMING_MODES:
         decoded = _first(view.headers, "x-amz-decoded-content-length")
@@ -172,12 +172,12 @@ def _body_for_payload(
     return _plain_body(request, payload, cont)
 
 
-def expects_continue(request: BaseRequest) -> _Continue:
-    return _Continue(request.writer, request.headers.get("Expect", "").strip().lower() == "100-continue")
+def expects_continue(request: Request) -> _Continue:
+    return _Continue(request.protocol, request.headers.get("Expect", "").strip().lower() == "100-continue")
 
 
 async def authenticate(
-    request: BaseRequest, view: RequestView, identities: IdentityStore, now: float | None = None,
+    request: Request, view: RequestView, identities: IdentityStore, now: float | None = None,
     cont: _Continue | None = None,
 ) -> tuple[Identity | None, object]:
     """(identity or None for anonymous, body). Raises S3Error when a signature is present but wrong."""
@@ -191,7 +191,7 @@ async def authenticate(
     return identity, body
 
 
-def _authenticate(request: BaseRequest, view: RequestView, identities: IdentityStore, now: float, cont: _Continue):
+def _authenticate(request: Request, view: RequestView, identities: IdentityStore, now: float, cont: _Continue):
     authorization = _first(view.headers, "authorization")
     query = dict(view.query_pairs)
     if authorization is not None:

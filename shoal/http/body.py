@@ -23,7 +23,7 @@ from shoal.lanes import Lane, Work, finished
 MAX_READ = 1 << 20
 MAX_CHUNK_HEADER = 4096
 # A plain body with at least this much still to arrive is received straight into the reader's buffer (see
-# _Receiver); below it aiohttp's own buffering costs little and the connection stays as aiohttp left it.
+# _Receiver); below it the stream's buffering costs little and the connection's parser sees every byte.
 DIRECT_MIN = 256 << 10
 DRAIN_LIMIT = 64 << 20  # at most this much of a failed upload's rest is read (and dropped) before answering
 MAX_TRAILER_BYTES = 16 * 1024
@@ -39,8 +39,8 @@ MAX_PIECES = 1024  # chunks' pieces one read hands on, at most
 class _Continue:
     """Sends ``100 Continue`` the first time the body is read, so an early refusal costs the client no upload."""
 
-    def __init__(self, writer, expect: bool) -> None:
-        self._writer = writer
+    def __init__(self, connection, expect: bool) -> None:
+        self._connection = connection  # a shoal.http.protocol.HttpProtocol
         self._pending = expect
 
     @property
@@ -52,8 +52,8 @@ class _Continue:
         if self._pending:
             self._pending = False
             try:
-                await self._writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            except ConnectionError:  # the client went away (aiohttp: "Cannot write to closing transport")
+                self._connection.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            except ConnectionError:  # the client went away
                 raise S3Error("IncompleteBody", "The client closed the connection before sending the body.") \
                     from None
 
@@ -93,14 +93,14 @@ class EmptyBody:
 
 
 class _Receiver(asyncio.BufferedProtocol):
-    """Takes the connection over from aiohttp for the rest of a plain body, so the kernel copies the bytes straight
-    into the caller's buffer (``recv_into``): no per-read ``bytes`` objects, no copy by aiohttp's parser, no
-    queue in its StreamReader. Those cost most of the event loop's time on a large upload, and freshly mapped
+    """Takes the connection over from its protocol (shoal.http.protocol) for the rest of a plain body, so the
+    kernel copies the bytes straight into the caller's buffer (``recv_into``): no per-read ``bytes`` objects, no
+    pass through the parser, no queue in the body's StreamReader. Those cost most of the event loop's time on a large upload, and freshly mapped
     memory for every 256 KiB received; here only the caller's (reused, bounded) buffers ever hold body bytes.
 
     It asks for no more than the body's remaining length, so the next request on the connection stays unread;
     reading is paused whenever no buffer is waiting to be filled. Connection loss and EOF are passed on to
-    aiohttp's protocol, which still owns the connection."""
+    connection's protocol, which still owns it."""
 
     def __init__(self, transport: asyncio.Transport, handler: asyncio.BaseProtocol, remaining: int) -> None:
         self._transport = transport
@@ -206,9 +206,9 @@ class _Receiver(asyncio.BufferedProtocol):
             await self.fill(scratch[: min(len(scratch), self.remaining)], timeout)
 
     def give_back(self, complete: bool) -> None:
-        """Return the connection to aiohttp. ``complete``: the whole body was read, and the connection may carry
-        the next request if aiohttp's parser (still expecting the body we took) can be replaced; otherwise it is
-        closed after the response."""
+        """Return the connection to its protocol. ``complete``: the whole body was read, and the connection may
+        carry the next request once the protocol's parser (still expecting the body we took) is replaced;
+        otherwise it is closed after the response."""
         handler = self._handler
         if self._transport.is_closing():
             return
@@ -216,12 +216,11 @@ class _Receiver(asyncio.BufferedProtocol):
             self._transport.set_protocol(handler)  # type: ignore[arg-type]
         except (AttributeError, RuntimeError):  # torn down meanwhile: nothing left to give back
             return
-        renew = getattr(handler, "renew_parser", None)
-        if complete and renew is not None and renew():
-            handler.resume_reading(resume_parser=False)  # type: ignore[attr-defined]
+        if complete:
+            handler.renew_parser()  # type: ignore[attr-defined]
+            handler.resume_reading()  # type: ignore[attr-defined]
         else:
             handler.close()  # type: ignore[attr-defined]  # ignore what follows; close after the response
-            handler.keep_alive(False)  # type: ignore[attr-defined]
 
 
 class PlainBody:
@@ -231,7 +230,6 @@ class PlainBody:
         self.length = length  # None: HTTP chunked transfer, read to the end of the stream
         self._stream = stream
         self._receiver: _Receiver | None = None
-        self._detached = False  # the body was read, by us, from the socket: aiohttp's stream was ended
         self._remaining = length if length is not None else 1 << 62
         self._expected = expected_sha256
         self._continue = send_continue
@@ -278,9 +276,8 @@ class PlainBody:
         want = min(len(view), self._remaining)
         filled = 0
         if self._receiver is None:
-            # What aiohttp already holds first. Taking it lets aiohttp's parser feed whatever it had held back
-            # (flow control) into the stream, synchronously; once both are empty, every body byte received so
-            # far is accounted for in total_bytes.
+            # What the stream already holds first; once it is empty, every body byte received so far is
+            # accounted for in total_bytes (the parser passes on each byte it is fed, at once).
             try:
                 while filled < want:
                     data = self._stream.read_nowait(want - filled)
@@ -318,20 +315,13 @@ class PlainBody:
         return filled
 
     def _take_over(self, drained: int) -> _Receiver | None:
-        """Install a _Receiver for the rest of the body, once aiohttp holds none of it (``drained`` bytes were
-        just taken from its stream). None where that cannot be done (the caller keeps reading through aiohttp)."""
+        """Install a _Receiver for the rest of the body, once the stream holds none of it (``drained`` bytes were
+        just taken from it). None where that cannot be done (the caller keeps reading through the stream)."""
         stream = self._stream
-        protocol = getattr(stream, "_protocol", None)  # aiohttp's RequestHandler for this connection
+        protocol = getattr(stream, "_protocol", None)  # the connection's shoal.http.protocol.HttpProtocol
         transport = getattr(protocol, "transport", None)
         if (transport is None or stream.is_eof() or stream.exception() is not None or transport.is_closing()
-                or not hasattr(transport, "set_protocol") or getattr(protocol, "_upgraded", False)):
-            return None
-        # Bytes received but held back by aiohttp (its parser's tail, a paused message queue) would be skipped:
-        # take over only when nothing of the kind is visible. (The length check below cannot see them: it counts
-        # what reached the reader.)
-        parser = getattr(protocol, "_parser", None)
-        if getattr(parser, "_tail", b"") or getattr(protocol, "_message_tail", b"") \
-                or getattr(protocol, "_buffer_paused", False):
+                or not hasattr(transport, "set_protocol") or not hasattr(protocol, "renew_parser")):
             return None
         assert self.length is not None
         on_wire = self.length - stream.total_bytes  # not yet received from the socket
@@ -348,11 +338,11 @@ class PlainBody:
             return
         receiver.give_back(complete)
         if not self._stream.is_eof():
-            self._stream.feed_eof()  # aiohttp must not wait for (or linger over) the bytes we took
+            self._stream.feed_eof()  # nobody must wait for (or linger over) the bytes we took
 
     async def abandon(self) -> bool:
         """The request is answered without all of a body that was being received directly (it failed midway):
-        give the connection back to aiohttp, to be closed after the response. True if it must close.
+        give the connection back to its protocol, to be closed after the response. True if it must close.
 
         The client is most likely still sending (most write the whole body before reading): the rest is read and
         discarded first, up to DRAIN_LIMIT bytes and each receipt within the body timeout, so that it reads the

@@ -5,11 +5,10 @@ from __future__ import annotations
 import base64
 from urllib.parse import quote
 
-from aiohttp import web
-
 from shoal.errors import S3Error
 from shoal.http import xml
 from shoal.http.app import S3Request, xml_response
+from shoal.http.response import Response, StreamResponse
 from shoal.s3 import listing
 from shoal.s3.service import S3Service
 from shoal.storage.records import ObjectRecord
@@ -27,7 +26,7 @@ def owner_element(user_id: str, svc: S3Service) -> str:
 MAX_BUCKETS = 10000
 
 
-async def list_buckets(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def list_buckets(svc: S3Service, req: S3Request) -> StreamResponse:
     q = req.query
     limit = None
     if "max-buckets" in q:
@@ -57,7 +56,7 @@ async def list_buckets(svc: S3Service, req: S3Request) -> web.StreamResponse:
     return xml_response("ListAllMyBucketsResult", inner)
 
 
-async def create_bucket(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def create_bucket(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     body = await req.read_body()
     location = None
@@ -67,26 +66,26 @@ async def create_bucket(svc: S3Service, req: S3Request) -> web.StreamResponse:
             raise S3Error("MalformedXML")
         location = xml.child_text(root, "LocationConstraint") or None
     await svc.create_bucket(req.identity, req.bucket, location, req.headers)
-    return web.Response(status=200, headers={"Location": f"/{req.bucket}"})
+    return Response(status=200, headers={"Location": f"/{req.bucket}"})
 
 
-async def head_bucket(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def head_bucket(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     bucket = svc.bucket(req.identity, req.bucket, "s3:ListBucket")
-    return web.Response(status=200, headers={"x-amz-bucket-region": bucket.region})
+    return Response(status=200, headers={"x-amz-bucket-region": bucket.region})
 
 
-async def delete_bucket(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def delete_bucket(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     await svc.delete_bucket(req.identity, req.bucket)
-    return web.Response(status=204)
+    return Response(status=204)
 
 
-async def get_bucket_location(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def get_bucket_location(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     bucket = svc.bucket(req.identity, req.bucket, "s3:GetBucketLocation")
     region = "" if bucket.region == "us-east-1" else bucket.region
-    return web.Response(body=xml.document("LocationConstraint", xml.esc(region)), content_type="application/xml")
+    return Response(body=xml.document("LocationConstraint", xml.esc(region)), content_type="application/xml")
 
 
 # -- listings -----------------------------------------------------------------------------------------------
@@ -133,7 +132,7 @@ def _prefixes(prefixes: list[str], enc) -> str:
     return "".join(f"<CommonPrefixes><Prefix>{enc(p)}</Prefix></CommonPrefixes>" for p in prefixes)
 
 
-async def list_objects(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def list_objects(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     q = req.query
     enc = encoder(req)
@@ -169,7 +168,7 @@ def _token_decode(token: str) -> str:
                       ArgumentName="continuation-token") from None
 
 
-async def list_objects_v2(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def list_objects_v2(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     q = req.query
     enc = encoder(req)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from shoal.errors import S3Error
 from shoal.http import xml
 from shoal.http.app import S3Request, xml_response
+from shoal.http.response import Response, StreamResponse
 from shoal.s3 import cors
 from shoal.s3.service import S3Service
 
 
-async def put_bucket_cors(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def put_bucket_cors(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     root = xml.parse(await req.read_body(64 * 1024))
     if root.tag != "CORSConfiguration":
@@ -32,10 +31,10 @@ async def put_bucket_cors(svc: S3Service, req: S3Request) -> web.StreamResponse:
             rule_id=node.findtext("ID"),
         ))
     await cors.put_rules(svc, req.identity, req.bucket, rules)
-    return web.Response(status=200)
+    return Response(status=200)
 
 
-async def get_bucket_cors(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def get_bucket_cors(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     inner = ""
     for rule in cors.get_rules(svc, req.identity, req.bucket):
@@ -48,18 +47,18 @@ async def get_bucket_cors(svc: S3Service, req: S3Request) -> web.StreamResponse:
     return xml_response("CORSConfiguration", inner)
 
 
-async def delete_bucket_cors(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def delete_bucket_cors(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     await cors.delete_rules(svc, req.identity, req.bucket)
-    return web.Response(status=204)
+    return Response(status=204)
 
 
-async def preflight(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def preflight(svc: S3Service, req: S3Request) -> StreamResponse:
     bucket = svc.storage.meta.get_bucket(req.bucket) if req.bucket else None
     headers = cors.preflight(cors.rules_of(bucket, svc.default_cors), req.headers.get("Origin"),
                              req.headers.get("Access-Control-Request-Method"),
                              req.headers.get("Access-Control-Request-Headers"))
-    return web.Response(status=200, headers=headers)
+    return Response(status=200, headers=headers)
 
 
 HANDLERS = {

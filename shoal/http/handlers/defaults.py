@@ -6,15 +6,14 @@ expect the "nothing configured" answer, not NotImplemented.
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from shoal.errors import S3Error
 from shoal.http.app import S3Request, xml_response
+from shoal.http.response import StreamResponse
 from shoal.s3.service import S3Service
 
 
 def _missing(code: str, message: str, http_status: int = 404):
-    async def handler(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    async def handler(svc: S3Service, req: S3Request) -> StreamResponse:
         assert req.bucket
         svc.bucket(req.identity, req.bucket, "s3:GetBucketConfiguration")
         raise S3Error(code, message, status=http_status, BucketName=req.bucket)
@@ -23,7 +22,7 @@ def _missing(code: str, message: str, http_status: int = 404):
 
 
 def _empty(root: str, inner: str = ""):
-    async def handler(svc: S3Service, req: S3Request) -> web.StreamResponse:
+    async def handler(svc: S3Service, req: S3Request) -> StreamResponse:
         assert req.bucket
         svc.bucket(req.identity, req.bucket, "s3:GetBucketConfiguration")
         return xml_response(root, inner)

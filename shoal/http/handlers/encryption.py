@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from shoal.errors import S3Error
 from shoal.http import xml
 from shoal.http.app import S3Request, xml_response
+from shoal.http.response import Response, StreamResponse
 from shoal.s3 import sse
 from shoal.s3.service import S3Service
 
 
-async def put_bucket_encryption(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def put_bucket_encryption(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     root = xml.parse(await req.read_body())
     rules = root.findall("Rule")
@@ -27,10 +26,10 @@ async def put_bucket_encryption(svc: S3Service, req: S3Request) -> web.StreamRes
         raise S3Error("MalformedXML")
     await sse.set_default(svc, req.identity, req.bucket, algorithm, key_id.strip() if key_id else None,
                           bucket_key == "true")
-    return web.Response(status=200)
+    return Response(status=200)
 
 
-async def get_bucket_encryption(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def get_bucket_encryption(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     default = sse.get_default(svc, req.identity, req.bucket)
     inner = xml.el("SSEAlgorithm", default["a"])
@@ -41,10 +40,10 @@ async def get_bucket_encryption(svc: S3Service, req: S3Request) -> web.StreamRes
     return xml_response("ServerSideEncryptionConfiguration", f"<Rule>{rule}</Rule>")
 
 
-async def delete_bucket_encryption(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def delete_bucket_encryption(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     await sse.set_default(svc, req.identity, req.bucket, None, None, False)
-    return web.Response(status=204)
+    return Response(status=204)
 
 
 HANDLERS = {

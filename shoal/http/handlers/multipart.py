@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from aiohttp import web
-
 from shoal.errors import S3Error
 from shoal.http import xml
 from shoal.http.app import S3Request, xml_response
@@ -16,13 +14,14 @@ from shoal.http.handlers.objects import (
     object_attributes,
     require_content_length,
 )
+from shoal.http.response import Response, StreamResponse
 from shoal.s3 import access_settings, checksums, multipart, objects, sse
 from shoal.s3.lifecycle import expiration_header
 from shoal.s3.listing import parse_max_keys
 from shoal.s3.service import S3Service
 
 
-async def create_multipart_upload(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def create_multipart_upload(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     await req.read_body(0)
     algorithm = req.headers.get("x-amz-checksum-algorithm")
@@ -42,7 +41,7 @@ async def create_multipart_upload(svc: S3Service, req: S3Request) -> web.StreamR
     return xml_response("InitiateMultipartUploadResult", inner, headers=headers)
 
 
-async def upload_part(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def upload_part(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     require_content_length(req)
     number = multipart.check_part_number(req.query.get("partNumber"))
@@ -55,10 +54,10 @@ async def upload_part(svc: S3Service, req: S3Request) -> web.StreamResponse:
     headers = {"ETag": f'"{part.etag}"', **_upload_sse_headers(svc, req, customer)}
     if checksum.algorithm:
         headers.update(checksum_headers({checksum.algorithm: part.checksums[checksum.algorithm]}))
-    return web.Response(status=200, headers=headers)
+    return Response(status=200, headers=headers)
 
 
-async def upload_part_copy(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def upload_part_copy(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     number = multipart.check_part_number(req.query.get("partNumber"))
     await req.read_body(0)
@@ -82,7 +81,7 @@ def _upload_sse_headers(svc: S3Service, req: S3Request, customer: sse.CustomerKe
     return sse.response_headers(upload.meta.get("e"), customer) if upload is not None else {}
 
 
-async def complete_multipart_upload(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def complete_multipart_upload(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     root = xml.parse(await req.read_body())
     if root.tag != "CompleteMultipartUpload":
@@ -126,10 +125,10 @@ async def complete_multipart_upload(svc: S3Service, req: S3Request) -> web.Strea
     return xml_response("CompleteMultipartUploadResult", inner, headers=headers)
 
 
-async def abort_multipart_upload(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def abort_multipart_upload(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     await multipart.abort_upload(svc, req.identity, req.bucket, req.key, req.query["uploadId"])
-    return web.Response(status=204)
+    return Response(status=204)
 
 
 def _int_param(req: S3Request, name: str, default: int) -> int:
@@ -152,7 +151,7 @@ def _initiator_and_owner(svc: S3Service, user_id: str) -> str:
     return f"<Initiator>{who}</Initiator><Owner>{who}</Owner>"
 
 
-async def list_parts(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def list_parts(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     marker = _int_param(req, "part-number-marker", 0)
     max_parts = min(_int_param(req, "max-parts", 1000), 1000)
@@ -179,7 +178,7 @@ async def list_parts(svc: S3Service, req: S3Request) -> web.StreamResponse:
     return xml_response("ListPartsResult", inner)
 
 
-async def list_multipart_uploads(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def list_multipart_uploads(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     q = req.query
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")

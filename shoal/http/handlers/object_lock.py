@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from shoal.errors import S3Error
 from shoal.http import xml
 from shoal.http.app import S3Request, xml_response
 from shoal.http.handlers.objects import bypass_governance
+from shoal.http.response import Response, StreamResponse
 from shoal.s3 import object_lock, objects
 from shoal.s3.service import S3Service
 
@@ -21,7 +20,7 @@ def _int(text: str | None) -> int | None:
         raise S3Error("MalformedXML") from None
 
 
-async def put_configuration(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def put_configuration(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     root = xml.parse(await req.read_body())
     if root.tag != "ObjectLockConfiguration":
@@ -35,10 +34,10 @@ async def put_configuration(svc: S3Service, req: S3Request) -> web.StreamRespons
                 "years": _int(retention.findtext("Years"))}
         rule = {k: v for k, v in rule.items() if v is not None}
     await object_lock.put_configuration(svc, req.identity, req.bucket, root.findtext("ObjectLockEnabled"), rule)
-    return web.Response(status=200)
+    return Response(status=200)
 
 
-async def get_configuration(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def get_configuration(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     config = object_lock.get_configuration(svc, req.identity, req.bucket)
     inner = xml.el("ObjectLockEnabled", "Enabled")
@@ -50,7 +49,7 @@ async def get_configuration(svc: S3Service, req: S3Request) -> web.StreamRespons
     return xml_response("ObjectLockConfiguration", inner)
 
 
-async def put_retention(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def put_retention(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     root = xml.parse(await req.read_body())
     if root.tag != "Retention":
@@ -67,16 +66,16 @@ async def put_retention(svc: S3Service, req: S3Request) -> web.StreamResponse:
         retention = object_lock.Retention(mode, until)
     record = await object_lock.put_retention(svc, req.identity, req.bucket, req.key, req.query.get("versionId"),
                                              retention, bypass_governance(req))
-    return web.Response(status=200, headers=objects.version_header(svc, record))
+    return Response(status=200, headers=objects.version_header(svc, record))
 
 
-async def get_retention(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def get_retention(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     retention = object_lock.get_retention(svc, req.identity, req.bucket, req.key, req.query.get("versionId"))
     return xml_response("Retention", xml.el("Mode", retention.mode) + xml.el("RetainUntilDate", retention.until))
 
 
-async def put_legal_hold(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def put_legal_hold(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     root = xml.parse(await req.read_body())
     status = root.findtext("Status")
@@ -84,10 +83,10 @@ async def put_legal_hold(svc: S3Service, req: S3Request) -> web.StreamResponse:
         raise S3Error("MalformedXML")
     record = await object_lock.put_legal_hold(svc, req.identity, req.bucket, req.key, req.query.get("versionId"),
                                               status)
-    return web.Response(status=200, headers=objects.version_header(svc, record))
+    return Response(status=200, headers=objects.version_header(svc, record))
 
 
-async def get_legal_hold(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def get_legal_hold(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     on = object_lock.get_legal_hold(svc, req.identity, req.bucket, req.key, req.query.get("versionId"))
     return xml_response("LegalHold", xml.el("Status", "ON" if on else "OFF"))

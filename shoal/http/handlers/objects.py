@@ -9,12 +9,11 @@ import threading
 from collections.abc import Mapping
 from contextlib import aclosing
 
-from aiohttp import web
-
 from shoal import read_budget
 from shoal.errors import S3Error
 from shoal.http import xml, zerocopy
 from shoal.http.app import S3Request, xml_response
+from shoal.http.response import Response, StreamResponse
 from shoal.s3 import checksums, integrity, objects, sse
 from shoal.s3.acl import GRANT_HEADERS
 from shoal.s3.conditions import Conditions, parse_http_date
@@ -198,7 +197,7 @@ def require_content_length(req: S3Request) -> None:
         raise S3Error("MissingContentLength")
 
 
-async def put_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def put_object(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     require_content_length(req)
     checksum = checksum_request(req)
@@ -213,10 +212,10 @@ async def put_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
                **sse.response_headers(record.meta.get("e"), requested.customer)}
     if checksum.algorithm:
         headers.update(checksum_headers({checksum.algorithm: record.meta["ck"][checksum.algorithm]}, "FULL_OBJECT"))
-    return web.Response(status=200, headers=headers)
+    return Response(status=200, headers=headers)
 
 
-async def copy_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def copy_object(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     directive = req.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
@@ -254,7 +253,7 @@ def _override_value(param: str, value: str) -> str:
     return value
 
 
-async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def get_object(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     q = req.query
     part_number = q.get("partNumber")
@@ -302,12 +301,12 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
                     headers[header] = _override_value(param, q[param])
         headers.update(req.response_headers)
         if req.method == "HEAD":
-            # A plain Response (not streamed): aiohttp sends it in one write, with the length a GET would have.
+            # A plain Response (not streamed): sent in one write, with the length a GET would have.
             headers["Content-Length"] = str(length)
-            return web.Response(status=status, headers=headers)
+            return Response(status=status, headers=headers)
         if dek is None and record.inline is not None:
             # Stored inline (a small object): headers and body go out in one write.
-            return web.Response(status=status, headers=headers, body=record.inline[start:start + length])
+            return Response(status=status, headers=headers, body=record.inline[start:start + length])
         pieces = objects.plan_read(record, start, length)
         try:
             files = objects.open_pieces(svc, pieces)
@@ -316,7 +315,7 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
             # Overwritten between reading metadata and opening its blob: read the new version instead.
             if attempt == 4:
                 raise integrity.missing(svc, exc) from None
-    response = web.StreamResponse(status=status, headers=headers)
+    response = StreamResponse(status=status, headers=headers)
     response.content_length = length
     # Tells checks still running on worker threads that nobody waits for them (none for inline objects).
     stop = threading.Event() if any(f is not None for f in files) else None
@@ -374,7 +373,7 @@ async def get_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
     return response
 
 
-async def _send_pieces(req: S3Request, response: web.StreamResponse, record: ObjectRecord, pieces, files,
+async def _send_pieces(req: S3Request, response: StreamResponse, record: ObjectRecord, pieces, files,
                        checks: dict[int, tuple[str, int]], stop: threading.Event | None) -> None:
     for index, (piece, f) in enumerate(zip(pieces, files, strict=True)):
         if f is None:
@@ -398,7 +397,7 @@ async def _send_pieces(req: S3Request, response: web.StreamResponse, record: Obj
         await _send_range(req, response, f, piece.offset + head, piece.length - head)
 
 
-async def _send_range(req: S3Request, response: web.StreamResponse, f, offset: int, length: int) -> None:
+async def _send_range(req: S3Request, response: StreamResponse, f, offset: int, length: int) -> None:
     if length <= 0:
         return
     transport = req.http.transport
@@ -418,11 +417,11 @@ async def _send_range(req: S3Request, response: web.StreamResponse, f, offset: i
         raise OSError("blob shorter than its metadata")
 
 
-async def head_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def head_object(svc: S3Service, req: S3Request) -> StreamResponse:
     return await get_object(svc, req)
 
 
-async def delete_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def delete_object(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     outcome = await objects.delete_object(svc, req.identity, req.bucket, req.key, req.query.get("versionId"),
                                           bypass_governance(req))
@@ -431,10 +430,10 @@ async def delete_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
         headers["x-amz-delete-marker"] = "true"
     if outcome.version_id is not None:
         headers["x-amz-version-id"] = outcome.version_id
-    return web.Response(status=204, headers=headers)
+    return Response(status=204, headers=headers)
 
 
-async def delete_objects(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def delete_objects(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     root = xml.parse(await req.read_body())
     if root.tag != "Delete":
@@ -469,7 +468,7 @@ async def delete_objects(svc: S3Service, req: S3Request) -> web.StreamResponse:
 ATTRIBUTE_NAMES = {"ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"}
 
 
-async def get_object_attributes(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def get_object_attributes(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     wanted = {a.strip() for a in req.headers.get("x-amz-object-attributes", "").split(",") if a.strip()}
     if not wanted or not wanted <= ATTRIBUTE_NAMES:

@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from aiohttp import web
 from aiohttp.helpers import parse_mimetype
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import BodyPartReader, MultipartReader
@@ -25,6 +24,7 @@ from shoal.http.app import S3Request
 from shoal.http.body import PlainBody
 from shoal.http.handlers.objects import attributes_from_headers, checksum_from_headers, checksum_headers
 from shoal.http.handlers.tagging import parse_tagging
+from shoal.http.response import Response, StreamResponse
 from shoal.s3 import context, objects, post_policy, sse, tagging
 from shoal.s3.lifecycle import expiration_header
 from shoal.s3.service import S3Service
@@ -197,7 +197,7 @@ def _note_context(signer: post_policy.Signer, headers: CIMultiDict[str]) -> None
     ctx.headers = merged
 
 
-async def post_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def post_object(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     mimetype = parse_mimetype(req.headers.get("Content-Type", ""))
     if (mimetype.type, mimetype.subtype) != ("multipart", "form-data"):
@@ -249,17 +249,17 @@ async def post_object(svc: S3Service, req: S3Request) -> web.StreamResponse:
         query = "&".join(f"{name}={quote(value, safe='')}" for name, value in
                          (("bucket", req.bucket), ("key", key), ("etag", etag)))
         response_headers["Location"] = f"{redirect}{'&' if '?' in redirect else '?'}{query}"
-        response: web.StreamResponse = web.Response(status=303, headers=response_headers)
+        response: StreamResponse = Response(status=303, headers=response_headers)
     else:
         status = fields.get("success_action_status", "").strip()
         if status == "201":
             inner = (xml.el("Location", location) + xml.el("Bucket", req.bucket) + xml.el("Key", key)
                      + xml.el("ETag", etag))
             # No namespace, as S3 sends it (and as clients look it up: ``find("Key")``).
-            response = web.Response(body=xml.document("PostResponse", inner, namespace=False), status=201,
+            response = Response(body=xml.document("PostResponse", inner, namespace=False), status=201,
                                     headers=response_headers, content_type="application/xml")
         else:
-            response = web.Response(status=200 if status == "200" else 204, headers=response_headers)
+            response = Response(status=200 if status == "200" else 204, headers=response_headers)
     if not reusable:
         response.force_close()
     return response

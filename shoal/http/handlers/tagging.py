@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from shoal.errors import S3Error
 from shoal.http import xml
 from shoal.http.app import S3Request, xml_response
+from shoal.http.response import Response, StreamResponse
 from shoal.s3 import objects, tagging
 from shoal.s3.service import S3Service
 
@@ -35,40 +34,40 @@ def _render(tags: tagging.Tags) -> str:
         "</TagSet>"
 
 
-async def get_object_tagging(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def get_object_tagging(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     record = tagging.get_object_tags(svc, req.identity, req.bucket, req.key, req.query.get("versionId"))
     return xml_response("Tagging", _render(tagging.object_tags(record)), headers=objects.version_header(svc, record))
 
 
-async def put_object_tagging(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def put_object_tagging(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     tags = await _read_tagset(req)
     record = await tagging.set_object_tags(svc, req.identity, req.bucket, req.key, req.query.get("versionId"), tags)
-    return web.Response(status=200, headers=objects.version_header(svc, record))
+    return Response(status=200, headers=objects.version_header(svc, record))
 
 
-async def delete_object_tagging(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def delete_object_tagging(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     record = await tagging.set_object_tags(svc, req.identity, req.bucket, req.key, req.query.get("versionId"), None)
-    return web.Response(status=204, headers=objects.version_header(svc, record))
+    return Response(status=204, headers=objects.version_header(svc, record))
 
 
-async def get_bucket_tagging(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def get_bucket_tagging(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     return xml_response("Tagging", _render(tagging.bucket_tags(svc, req.identity, req.bucket)))
 
 
-async def put_bucket_tagging(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def put_bucket_tagging(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     await tagging.set_bucket_tags(svc, req.identity, req.bucket, await _read_tagset(req))
-    return web.Response(status=204)
+    return Response(status=204)
 
 
-async def delete_bucket_tagging(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def delete_bucket_tagging(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     await tagging.set_bucket_tags(svc, req.identity, req.bucket, None)
-    return web.Response(status=204)
+    return Response(status=204)
 
 
 HANDLERS = {

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from shoal.errors import S3Error
 from shoal.http import xml
 from shoal.http.app import S3Request, xml_response
 from shoal.http.handlers.buckets import encoder, owner_element
+from shoal.http.response import Response, StreamResponse
 from shoal.s3 import versioning
 from shoal.s3.listing import parse_max_keys
 from shoal.s3.service import S3Service
 
 
-async def put_bucket_versioning(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def put_bucket_versioning(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     root = xml.parse(await req.read_body())
     if root.tag != "VersioningConfiguration":
@@ -21,19 +20,19 @@ async def put_bucket_versioning(svc: S3Service, req: S3Request) -> web.StreamRes
     status = xml.child_text(root, "Status")
     if status is None:
         svc.bucket(req.identity, req.bucket, "s3:PutBucketVersioning")
-        return web.Response(status=200)  # only MfaDelete given (or nothing): nothing to change
+        return Response(status=200)  # only MfaDelete given (or nothing): nothing to change
     await versioning.set_state(svc, req.identity, req.bucket, status)
-    return web.Response(status=200)
+    return Response(status=200)
 
 
-async def get_bucket_versioning(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def get_bucket_versioning(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     bucket = versioning.get_state(svc, req.identity, req.bucket)
     status = bucket.config.get("versioning")
     return xml_response("VersioningConfiguration", xml.el("Status", status) if status else "")
 
 
-async def list_object_versions(svc: S3Service, req: S3Request) -> web.StreamResponse:
+async def list_object_versions(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket
     q = req.query
     enc = encoder(req)

@@ -1,0 +1,143 @@
+"""What handlers answer with: a whole ``Response`` (status, headers, bytes), or a ``StreamResponse`` whose body is
+written after its head (large and encrypted objects). The front end (shoal.http.protocol) serialises them.
+
+Their constructors take the arguments aiohttp's ``web.Response`` took, so handlers read as they did.
+"""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+from multidict import CIMultiDict
+
+if TYPE_CHECKING:
+    from shoal.http.request import Request
+
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+_EMPTY_BODY_STATUS = frozenset({204, 304})  # and 1xx, never sent as a final response here
+_date_cache: tuple[int, str] = (0, "")
+
+
+def http_date(now: float) -> str:
+    """The Date header's value, formatted once a second."""
+    global _date_cache
+    second = int(now)
+    if _date_cache[0] != second:
+        _date_cache = (second, formatdate(second, usegmt=True))
+    return _date_cache[1]
+
+
+class StreamResponse:
+    """A response whose body is written piece by piece after ``prepare``. Give ``content_length`` when known; a
+    response without one is delimited by closing the connection."""
+
+    __slots__ = ("_close", "_eof_sent", "_request", "content_length", "headers", "reason", "status")
+
+    def __init__(self, *, status: int = 200, reason: str | None = None, headers=None) -> None:
+        self.status = status
+        self.reason = reason or _REASONS.get(status, "Unknown")
+        self.headers: CIMultiDict[str] = CIMultiDict(headers) if headers else CIMultiDict()
+        self.content_length: int | None = None
+        self._request: Request | None = None  # set by prepare: the head is sent
+        self._eof_sent = False
+        self._close = False
+
+    @property
+    def prepared(self) -> bool:
+        return self._request is not None
+
+    @property
+    def keep_alive(self) -> bool:
+        return not self._close
+
+    def force_close(self) -> None:
+        """Close the connection once this response is sent."""
+        self._close = True
+
+    async def prepare(self, request: Request) -> None:
+        if self._request is not None:
+            return
+        self._request = request
+        body_allowed = request.method != "HEAD" and self.status not in _EMPTY_BODY_STATUS
+        if self.content_length is not None:
+            self.headers["Content-Length"] = str(self.content_length)
+        elif body_allowed:
+            self._close = True  # no length: the end of the body is the end of the connection
+        request.protocol.write(head(request, self))
+        await request.protocol.drain()
+
+    async def write(self, data) -> None:
+        assert self._request is not None, "prepare() first"
+        protocol = self._request.protocol
+        protocol.write(data)
+        await protocol.drain()
+
+    async def write_eof(self) -> None:
+        self._eof_sent = True
+
+
+class Response(StreamResponse):
+    """A complete response: head and body go out in one write."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, *, status: int = 200, reason: str | None = None, headers=None, body: bytes | None = None,
+                 text: str | None = None, content_type: str | None = None) -> None:
+        super().__init__(status=status, reason=reason, headers=headers)
+        if text is not None:
+            body = text.encode()
+            if content_type is None:
+                content_type = "text/plain; charset=utf-8"
+        self.body = body
+        self.content_length = len(body) if body is not None else None
+        if content_type is not None:
+            self.headers["Content-Type"] = content_type
+
+    async def prepare(self, request: Request) -> None:
+        if self._request is None:
+            self._request = request
+            request.protocol.write(whole(request, self))
+
+    async def write(self, data) -> None:
+        raise RuntimeError("a whole Response cannot be written to")
+
+
+def whole(request: Request, response: Response) -> bytes:
+    """Head and body of a whole response, as sent."""
+    body = response.body or b""
+    headers = response.headers
+    status = response.status
+    empty = status in _EMPTY_BODY_STATUS or request.method == "HEAD"
+    if "Content-Length" in headers:
+        if status in _EMPTY_BODY_STATUS:
+            del headers["Content-Length"]
+    elif body or not empty:
+        headers["Content-Length"] = str(len(body))
+    if body and not empty and "Content-Type" not in headers:
+        headers["Content-Type"] = "application/octet-stream"
+    data = head(request, response)
+    return data + body if body and not empty else data
+
+
+def head(request: Request, response: StreamResponse) -> bytes:
+    """The status line and headers (Date and Connection added), refusing a line break inside a header (response
+    splitting) with ValueError."""
+    headers = response.headers
+    if "Date" not in headers:
+        headers["Date"] = http_date(request.protocol.now())
+    keep_alive = request.keep_alive and not response._close
+    if not keep_alive:
+        response._close = True
+    if "Connection" not in headers:
+        if keep_alive:
+            if request.version == (1, 0):
+                headers["Connection"] = "keep-alive"
+        elif request.version == (1, 1):
+            headers["Connection"] = "close"
+    lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+    if lines.count("\n") != len(headers) or lines.count("\r") != len(headers):
+        raise ValueError("a line break in a response header")
+    major, minor = request.version
+    return f"HTTP/{major}.{minor} {response.status} {response.reason}\r\n{lines}\r\n".encode("utf-8", "surrogateescape")
