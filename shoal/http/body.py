@@ -95,11 +95,12 @@ class EmptyBody:
 class _Receiver(asyncio.BufferedProtocol):
     """Takes the connection over from its protocol (shoal.http.protocol) for the rest of a plain body, so the
     kernel copies the bytes straight into the caller's buffer (``recv_into``): no per-read ``bytes`` objects, no
-    pass through the parser, no queue in the body's StreamReader. Those cost most of the event loop's time on a large upload, and freshly mapped
-    memory for every 256 KiB received; here only the caller's (reused, bounded) buffers ever hold body bytes.
+    pass through the parser, no queue in the body's StreamReader. Those cost most of the event loop's time on a
+    large upload, and freshly mapped memory for every 256 KiB received; here only the caller's (reused, bounded)
+    buffers ever hold body bytes.
 
     It asks for no more than the body's remaining length, so the next request on the connection stays unread;
-    reading is paused whenever no buffer is waiting to be filled. Connection loss and EOF are passed on to
+    reading is paused whenever no buffer is waiting to be filled. Connection loss and EOF are passed on to the
     connection's protocol, which still owns it."""
 
     def __init__(self, transport: asyncio.Transport, handler: asyncio.BaseProtocol, remaining: int) -> None:
