@@ -318,7 +318,8 @@ def test_slow_clients_time_out_without_starving_others(make_server):
 
 def test_slow_but_steady_body_is_not_a_stall(make_server):
     """--body-timeout is how long a body may stall, not how long a buffer takes to fill: a large upload that keeps
-    arriving (here ~400 KiB/s with a 1 s timeout) completes, also when the server receives it past aiohttp."""
+    arriving (here ~400 KiB/s with a 1 s timeout) completes, also when the server receives it past the parser
+    (the direct receive)."""
     srv = make_server(args=["--body-timeout", "1"])
     s3 = one_shot_client(srv.endpoint)
     s3.create_bucket(Bucket="bkt")

@@ -631,7 +631,7 @@ HEADER_CHOICES = {
     "x-amz-date": ["20300101T000000Z", "garbage", ""], "Date": ["garbage"],
     "x-amz-security-token": ["x"],
 }
-# Headers that break HTTP itself (aiohttp refuses them before Shoal sees the request): drawn less often.
+# Headers that break HTTP itself (the front end refuses them before the S3 layer sees the request): drawn less often.
 BREAKERS = [("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "gzip"), ("Transfer-Encoding", "identity"),
             ("X-Oversize", "a" * 20000), ("x-amz-meta-big", "b" * 9000), ("X-Nul", "a\x00b"),
             ("X-Bad-UTF8", "\udcff\udcfe"), ("X-CR", "a\rb"), ("Content-Length", "-1"), ("Content-Length", "1x")]

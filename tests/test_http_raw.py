@@ -608,7 +608,8 @@ def _signed_get(raw, path: str) -> bytes:
 
 
 def test_large_bodies_leave_the_connection_usable(raw, rb):
-    """Keep-alive after bodies received past aiohttp, also when the next request follows the body at once."""
+    """Keep-alive after bodies received past the parser (the direct receive), also when the next request follows
+    the body at once."""
     _two_puts_on_one_connection(raw, rb, lambda path, data: _signed_put(raw, path, data))
 
 
@@ -814,8 +815,8 @@ def _http10(method: str, path: str, headers: dict[str, str]) -> bytes:
 
 
 def test_http_1_0_clients_get_the_connection_rules_of_1_0(raw, rb):
-    """Whole responses are written by Shoal itself (shoal.http.whole), with HTTP/1.0's connection rules: the
-    connection ends after the response unless the client asked to keep it, and then says so."""
+    """Responses follow HTTP/1.0's connection rules: the connection ends after the response unless the client
+    asked to keep it, and then says so."""
     assert raw.signed("PUT", f"/{rb}/k", b"hello 1.0").status == 200
     url = f"{raw.endpoint}/{rb}/k"
     with socket.create_connection(("127.0.0.1", raw.port), timeout=5) as s:
@@ -1267,9 +1268,9 @@ def test_both_event_loops_serve_every_body_path(make_server, loop):
 
 
 def test_metadata_bytes_that_are_not_utf8_do_not_break_reads(raw, rb):
-    """aiohttp decodes header bytes that are not UTF-8 to surrogates; the stored metadata keeps them (json writes
+    """Header bytes that are not UTF-8 are decoded to surrogates; the stored metadata keeps them (json writes
     them as escapes, which orjson refuses to read: the store then reads that row with json). GET and HEAD
-    answer with the header's readable part (aiohttp's header serialiser drops the undecodable bytes)."""
+    answer with them (sent back as they came)."""
     put = presign_v4("PUT", f"{raw.endpoint}/{rb}/odd", 300).split(str(raw.port), 1)[1]  # host-only signature
     head = _request_bytes("PUT", put, {"Host": f"127.0.0.1:{raw.port}", "Content-Length": "4",
                                        "x-amz-meta-note": "plain"})

@@ -122,7 +122,7 @@ def test_signing_key_matches_the_aws_documentation_example():
 def test_sign_is_hmac_sha256(key, text):
     """sigv4.sign computes HMAC from cached padded states: it must equal the standard HMAC for any key (keys
     longer than a block are hashed first) and any text, with the surrogates that stand for undecodable bytes in
-    aiohttp's headers."""
+    request headers."""
     expected = hmac.new(key, text.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
     assert sigv4.sign(key, text) == expected
     assert sigv4.sign(key, text) == expected  # again, from the cached states
@@ -186,7 +186,7 @@ def test_parse_authorization_fuzzed_prefix(rest):
 
 
 class _Protocol:
-    """What aiohttp's StreamReader needs from its protocol."""
+    """What aiohttp's StreamReader (the body stream) needs from its protocol."""
 
     connected = True
     _reading_paused = False

@@ -248,8 +248,8 @@ def test_a_settle_cancelled_again_still_waits_for_the_threads():
 
 @pytest.mark.parametrize("declared", [True, False])  # received into the upload's buffers, or read piece by piece
 def test_an_upload_cancelled_twice_still_cleans_up(declared):
-    """Shutdown cancels a running upload (aiohttp), then again (the loop's last cancel_all_tasks) while it waits for
-    its lanes on the way out: it still returns its buffers to the budget and aborts its blob."""
+    """Shutdown cancels a running upload (the front end), then again (the loop's last cancel_all_tasks) while it
+    waits for its lanes on the way out: it still returns its buffers to the budget and aborts its blob."""
 
     class Writer:
         blob_id, check, aborted = "x", None, False
