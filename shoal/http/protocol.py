@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -38,6 +37,10 @@ log = logging.getLogger("shoal.http")
 MAX_LINE = 16 * 1024  # the request target; S3 itself refuses request headers beyond 8 KiB
 MAX_FIELD = 16 * 1024  # one header, name and value
 MAX_HEADERS = 256
+# The request head as a whole. llhttp buffers a header until its end, so this bounds what one unfinished header
+# can hold (the header limits above apply once it is complete). Counted per read, so approximate: a read that
+# ends one request's body and starts the next head counts whole.
+MAX_HEAD = 1 << 20
 STREAM_LIMIT = 64 * 1024  # a body stream pauses the connection beyond twice this, unread
 LINGER_BYTES = 1 << 20  # an unread rest of a body up to this size is read and dropped to keep the connection
 LINGER_SECONDS = 2.0
@@ -66,10 +69,13 @@ class HttpProtocol(asyncio.Protocol):
         self._url: list[bytes] = []
         self._url_size = 0
         self._headers: list[tuple[str, str]] = []
+        self._in_head = False  # between a request's first byte and the end of its headers
+        self._head_bytes = 0
         self._stream: StreamReader | None = None  # the body being received
         self._task: asyncio.Task | None = None  # serving requests, while there are any
         self._pending: deque[Request] = deque()  # parsed while another was served
         self._refusal: S3Error | None = None  # a malformed request, answered after those before it
+        self._discarding: int | None = None  # bytes dropped after a refusal was sent (None: not refused)
         self._last = False  # no request after the current one is read (closing, or the parser was given up)
         self._reading_paused = False  # by the body stream's flow control (aiohttp's StreamReader asks)
         self._held = False  # reading stopped for our own reasons (a request pending, closing)
@@ -139,9 +145,6 @@ class HttpProtocol(asyncio.Protocol):
             raise ConnectionResetError("Cannot write to closing transport")
         transport.write(data)
 
-    def now(self) -> float:
-        return time.time()
-
     # -- reading, and its flow control --------------------------------------------------------------------------
 
     @property
@@ -191,7 +194,12 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._last:
-            return  # after a request we will not answer (a refusal, an upgrade): nothing more is read
+            # After a request we will not answer (a refusal, an upgrade) nothing more is parsed.
+            if self._discarding is not None:
+                self._discarding += len(data)
+                if self._discarding > LINGER_BYTES and self.transport is not None:
+                    self.transport.close()
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -207,6 +215,11 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             detail = str(exc).strip().splitlines()
             self._refuse(S3Error("BadRequest", f"The HTTP request is malformed: {detail[0]}" if detail else None))
+        else:
+            if self._in_head:
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEAD:
+                    self._refuse(S3Error("RequestHeaderSectionTooLarge"))
 
     def _refuse(self, error: S3Error) -> None:
         self._last = True
@@ -226,14 +239,23 @@ class HttpProtocol(asyncio.Protocol):
         response = self.app.connection_error(error)
         response.force_close()
         request = Request(self, "GET", "", (1, 1), CIMultiDictProxy(CIMultiDict()), False, None, None, False)
-        try:
-            self.transport.write(whole(request, response))
-        finally:
-            self.transport.close()
+        transport = self.transport
+        transport.write(whole(request, response))
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        # Closing with unread bytes from the client would reset the connection, and a reset can destroy the answer
+        # before the client reads it. So: the answer, then our end of the stream; what the client still sends is
+        # read and dropped for a moment (up to LINGER_BYTES); then close.
+        transport.write_eof()
+        self._discarding = 0
+        self._hold(False)
+        self.loop.call_later(LINGER_SECONDS, transport.close)
 
     # -- httptools callbacks ------------------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._in_head = True
         self._url = []
         self._url_size = 0
         self._headers = []
@@ -253,6 +275,8 @@ class HttpProtocol(asyncio.Protocol):
         self._headers.append((name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
         self._cancel_idle()
         parser = self._parser
         headers = CIMultiDictProxy(CIMultiDict(self._headers))
