@@ -16,6 +16,7 @@ close; requests under way finish, within a deadline).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from collections import deque
@@ -23,11 +24,12 @@ from typing import TYPE_CHECKING
 
 import httptools
 from aiohttp import StreamReader
+from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from shoal.errors import S3Error
 from shoal.http.request import Request
-from shoal.http.response import StreamResponse, whole
+from shoal.http.response import Response, StreamResponse, head, whole
 
 if TYPE_CHECKING:
     from shoal.http.app import S3App
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("shoal.http")
 
 MAX_LINE = 16 * 1024  # the request target; S3 itself refuses request headers beyond 8 KiB
-MAX_FIELD = 16 * 1024  # one header, name and value
+MAX_FIELD = 16 * 1024  # one header's name, or its value
 MAX_HEADERS = 256
 # The request head as a whole. llhttp buffers a header until its end, so this bounds what one unfinished header
 # can hold (the header limits above apply once it is complete). Counted per read, so approximate: a read that
@@ -44,6 +46,8 @@ MAX_HEAD = 1 << 20
 STREAM_LIMIT = 64 * 1024  # a body stream pauses the connection beyond twice this, unread
 LINGER_BYTES = 1 << 20  # an unread rest of a body up to this size is read and dropped to keep the connection
 LINGER_SECONDS = 2.0
+SWEEPS = 4  # the idle timeout is checked this many times over its length
+_decode = functools.partial(str, encoding="utf-8", errors="surrogateescape")
 
 
 class _Refused(Exception):
@@ -66,9 +70,8 @@ class HttpProtocol(asyncio.Protocol):
         self.remote: str | None = None
         self.secure = False
         self._parser = httptools.HttpRequestParser(self)
-        self._url: list[bytes] = []
-        self._url_size = 0
-        self._headers: list[tuple[str, str]] = []
+        self._url = b""
+        self._raw: list[bytes] = []  # the request's header names and values, alternating, as received
         self._in_head = False  # between a request's first byte and the end of its headers
         self._head_bytes = 0
         self._stream: StreamReader | None = None  # the body being received
@@ -79,9 +82,11 @@ class HttpProtocol(asyncio.Protocol):
         self._last = False  # no request after the current one is read (closing, or the parser was given up)
         self._reading_paused = False  # by the body stream's flow control (aiohttp's StreamReader asks)
         self._held = False  # reading stopped for our own reasons (a request pending, closing)
+        self._transport_paused = False
+        self.requests = 0  # heads received (the idle sweep sees whether any came since its last look)
+        self.idle_sweeps = 0  # sweeps that found this connection idle, in a row
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
-        self._idle: asyncio.TimerHandle | None = None
 
     # -- the connection ---------------------------------------------------------------------------------------
 
@@ -97,12 +102,10 @@ class HttpProtocol(asyncio.Protocol):
         self.remote = peer[0] if isinstance(peer, tuple) else (str(peer) if peer else None)
         self.secure = transport.get_extra_info("ssl_object") is not None
         self.front.connections.add(self)
-        self._arm_idle()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.front.connections.discard(self)
         self.transport = None
-        self._cancel_idle()
         stream, self._stream = self._stream, None
         if stream is not None and not stream.is_eof():
             stream.set_exception(ConnectionResetError("the client closed the connection"))
@@ -164,11 +167,13 @@ class HttpProtocol(asyncio.Protocol):
         self._set_reading()
 
     def _set_reading(self) -> None:
+        pause = self._reading_paused or self._held
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if pause == self._transport_paused or transport is None or transport.is_closing():
             return
+        self._transport_paused = pause
         try:
-            if self._reading_paused or self._held:
+            if pause:
                 transport.pause_reading()
             else:
                 transport.resume_reading()
@@ -180,6 +185,7 @@ class HttpProtocol(asyncio.Protocol):
         it (shoal.http.body._Receiver)."""
         self._parser = httptools.HttpRequestParser(self)
         self._stream = None
+        self._transport_paused = True  # as the receiver leaves it
 
     def close(self) -> None:
         """Read no further requests: the connection closes after the current response."""
@@ -254,32 +260,32 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- httptools callbacks ------------------------------------------------------------------------------------
 
+    # The callbacks of every request: kept to a few bytecodes each (the limits are checked once the head is
+    # complete; until then MAX_HEAD bounds what an unfinished head can hold).
+
     def on_message_begin(self) -> None:
         self._in_head = True
-        self._url = []
-        self._url_size = 0
-        self._headers = []
+        self._url = b""
+        self._raw = []
 
     def on_url(self, url: bytes) -> None:
-        self._url_size += len(url)
-        if self._url_size > MAX_LINE:
-            raise _Refused(S3Error("RequestHeaderSectionTooLarge"))
-        self._url.append(url)
+        self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) + len(value) > MAX_FIELD:
-            raise _Refused(S3Error("RequestHeaderSectionTooLarge"))
-        if len(self._headers) >= MAX_HEADERS:
-            raise _Refused(S3Error("RequestHeaderSectionTooLarge", "Your request has too many headers."))
-        # As aiohttp did: bytes that are not UTF-8 survive as surrogates (and are sent back as they came).
-        self._headers.append((name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")))
+        self._raw += (name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
-        self._cancel_idle()
+        self.requests += 1
+        raw = self._raw
+        url = self._url
+        if len(url) > MAX_LINE or len(raw) > 2 * MAX_HEADERS or (raw and max(map(len, raw)) > MAX_FIELD):
+            raise _Refused(S3Error("RequestHeaderSectionTooLarge"))
         parser = self._parser
-        headers = CIMultiDictProxy(CIMultiDict(self._headers))
+        # Bytes that are not UTF-8 survive as surrogates (and are sent back as they came). Decoded and paired in C.
+        names_and_values = map(_decode, raw)
+        headers = CIMultiDictProxy(CIMultiDict(zip(names_and_values, names_and_values, strict=True)))
         chunked = "Transfer-Encoding" in headers
         length: int | None = None
         if not chunked:
@@ -289,7 +295,6 @@ class HttpProtocol(asyncio.Protocol):
         stream = None
         if chunked or length:
             stream = self._stream = StreamReader(self, STREAM_LIMIT, loop=self.loop)  # type: ignore[arg-type]
-        url = self._url[0] if len(self._url) == 1 else b"".join(self._url)
         request = Request(self, parser.get_method().decode("ascii"), url.decode("utf-8", "surrogateescape"),
                           _version(parser.get_http_version()), headers, parser.should_keep_alive(), stream,
                           length, chunked)
@@ -314,17 +319,23 @@ class HttpProtocol(asyncio.Protocol):
     async def _serve(self, request: Request) -> None:
         try:
             while True:
-                close = await self._answer(request)
-                if close or (self._last and not self._pending):
+                try:
+                    response = await self.app.handle(request)
+                except ConnectionError:
                     break
-                if request.body_exists and not request.content.is_eof() and not await self._linger(request):
+                if not response.prepared and not self._send(request, response):
+                    break
+                if response._close or not request.keep_alive or (self._last and not self._pending):
+                    break
+                if request.content is not EMPTY_PAYLOAD and not request.content.is_eof() \
+                        and not await self._linger(request):
                     break
                 if not self._pending:
                     self._task = None
                     if self._refusal is not None:
                         break
-                    self._hold(False)
-                    self._arm_idle()
+                    if self._held:
+                        self._hold(False)
                     return
                 request = self._pending.popleft()
                 if not self._last:
@@ -341,30 +352,25 @@ class HttpProtocol(asyncio.Protocol):
         elif self.transport is not None:
             self.transport.close()
 
-    async def _answer(self, request: Request) -> bool:
-        """Serve one request; True if the connection must close after it."""
+    def _send(self, request: Request, response: StreamResponse) -> bool:
+        """Send a response its handler left unsent (most are: whole responses go out here, in one write); False if
+        the connection must close."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
         try:
-            response = await self.app.handle(request)
-        except ConnectionError:
-            return True
-        if self.transport is None or self.transport.is_closing():
-            return True
-        if not response.prepared:
-            try:
-                if type(response) is StreamResponse:
-                    await response.prepare(request)
-                else:
-                    self.write(whole(request, response))  # type: ignore[arg-type]
-                    response._request = request
-            except ValueError:  # a line break in a header
-                log.exception("refusing to send a response with a malformed header")
-                error = self.app.connection_error(S3Error("InternalError"))
-                error.force_close()
-                self.write(whole(request, error))
-                return True
-            except ConnectionError:
-                return True
-        return not response.keep_alive or not request.keep_alive
+            if isinstance(response, Response):
+                transport.write(whole(request, response))
+            else:  # a stream response with no body written: its head alone
+                transport.write(head(request, response))
+                response.prepared = True
+        except ValueError:  # a line break in a header
+            log.exception("refusing to send a response with a malformed header")
+            error = self.app.connection_error(S3Error("InternalError"))
+            error.force_close()
+            transport.write(whole(request, error))
+            return False
+        return True
 
     async def _linger(self, request: Request) -> bool:
         """Read and drop a small unread rest of the body, so the connection can carry the next request."""
@@ -377,24 +383,6 @@ class HttpProtocol(asyncio.Protocol):
         except (TimeoutError, ConnectionError, Exception):
             return False
         return stream.is_eof()
-
-    # -- timers -------------------------------------------------------------------------------------------------
-
-    def _arm_idle(self) -> None:
-        timeout = self.front.idle_timeout
-        if timeout:
-            self._cancel_idle()
-            self._idle = self.loop.call_later(timeout, self._idle_expired)
-
-    def _cancel_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-
-    def _idle_expired(self) -> None:
-        self._idle = None
-        if self._task is None and self.transport is not None:
-            self.transport.close()
 
     def close_if_idle(self) -> bool:
         if self._task is None:
@@ -413,12 +401,37 @@ class Front:
         self.idle_timeout = idle_timeout
         self.loop = asyncio.get_running_loop()
         self.connections: set[HttpProtocol] = set()
+        self._seen: dict[HttpProtocol, int] = {}  # each connection's request count at the last sweep
+        self._sweeper: asyncio.TimerHandle | None = None
+        if idle_timeout:
+            # One timer for all connections, not one per request: a connection idle (no request under way, no
+            # new head completed) at SWEEPS sweeps in a row, idle_timeout apart in all, is closed. That includes
+            # one whose head is still trickling in.
+            self._interval = idle_timeout / SWEEPS
+            self._sweeper = self.loop.call_later(self._interval, self._sweep)
+
+    def _sweep(self) -> None:
+        seen = self._seen
+        self._seen = {}
+        for connection in list(self.connections):
+            count = connection.requests
+            if connection._task is None and seen.get(connection) == count:
+                connection.idle_sweeps += 1
+                if connection.idle_sweeps >= SWEEPS and connection.transport is not None:
+                    connection.transport.close()
+                    continue
+            else:
+                connection.idle_sweeps = 0
+            self._seen[connection] = count
+        self._sweeper = self.loop.call_later(self._interval, self._sweep)
 
     def __call__(self) -> HttpProtocol:
         return HttpProtocol(self)
 
     async def shutdown(self, timeout: float) -> None:
         """Close idle connections; give requests under way ``timeout`` seconds, then cancel them."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for connection in list(self.connections):
             connection.close_if_idle()
         deadline = self.loop.time() + timeout

@@ -34,32 +34,25 @@ class StreamResponse:
     """A response whose body is written piece by piece after ``prepare``. Give ``content_length`` when known; a
     response without one is delimited by closing the connection."""
 
-    __slots__ = ("_close", "_eof_sent", "_request", "content_length", "headers", "reason", "status")
+    __slots__ = ("_close", "_request", "content_length", "headers", "prepared", "reason", "status")
 
     def __init__(self, *, status: int = 200, reason: str | None = None, headers=None) -> None:
         self.status = status
         self.reason = reason or _REASONS.get(status, "Unknown")
         self.headers: CIMultiDict[str] = CIMultiDict(headers) if headers else CIMultiDict()
         self.content_length: int | None = None
-        self._request: Request | None = None  # set by prepare: the head is sent
-        self._eof_sent = False
+        self.prepared = False  # the head is sent
         self._close = False
-
-    @property
-    def prepared(self) -> bool:
-        return self._request is not None
-
-    @property
-    def keep_alive(self) -> bool:
-        return not self._close
+        self._request: Request | None = None
 
     def force_close(self) -> None:
         """Close the connection once this response is sent."""
         self._close = True
 
     async def prepare(self, request: Request) -> None:
-        if self._request is not None:
+        if self.prepared:
             return
+        self.prepared = True
         self._request = request
         body_allowed = request.method != "HEAD" and self.status not in _EMPTY_BODY_STATUS
         if self.content_length is not None:
@@ -76,7 +69,7 @@ class StreamResponse:
         await protocol.drain()
 
     async def write_eof(self) -> None:
-        self._eof_sent = True
+        pass
 
 
 class Response(StreamResponse):
@@ -86,7 +79,13 @@ class Response(StreamResponse):
 
     def __init__(self, *, status: int = 200, reason: str | None = None, headers=None, body: bytes | None = None,
                  text: str | None = None, content_type: str | None = None) -> None:
-        super().__init__(status=status, reason=reason, headers=headers)
+        # Not through StreamResponse.__init__: most requests make one of these, and each call counts.
+        self.status = status
+        self.reason = reason or _REASONS.get(status, "Unknown")
+        self.headers = CIMultiDict(headers) if headers else CIMultiDict()
+        self.prepared = False
+        self._close = False
+        self._request = None
         if text is not None:
             body = text.encode()
             if content_type is None:
@@ -97,8 +96,7 @@ class Response(StreamResponse):
             self.headers["Content-Type"] = content_type
 
     async def prepare(self, request: Request) -> None:
-        if self._request is None:
-            self._request = request
+        if not self.prepared:
             request.protocol.write(whole(request, self))
 
     async def write(self, data) -> None:
@@ -106,20 +104,22 @@ class Response(StreamResponse):
 
 
 def whole(request: Request, response: Response) -> bytes:
-    """Head and body of a whole response, as sent."""
-    body = response.body or b""
+    """Head and body of a whole response, as sent (and marks it sent)."""
+    response.prepared = True
+    body = response.body
     headers = response.headers
     status = response.status
-    empty = status in _EMPTY_BODY_STATUS or request.method == "HEAD"
-    if "Content-Length" in headers:
-        if status in _EMPTY_BODY_STATUS:
-            del headers["Content-Length"]
-    elif body or not empty:
-        headers["Content-Length"] = str(len(body))
-    if body and not empty and "Content-Type" not in headers:
+    if status in _EMPTY_BODY_STATUS:
+        headers.popall("Content-Length", None)
+        return head(request, response)
+    head_only = request.method == "HEAD"
+    if "Content-Length" not in headers and (body or not head_only):  # a HEAD tells a GET's length, if it knows
+        headers["Content-Length"] = str(len(body)) if body else "0"
+    if not body or head_only:
+        return head(request, response)
+    if "Content-Type" not in headers:
         headers["Content-Type"] = "application/octet-stream"
-    data = head(request, response)
-    return data + body if body and not empty else data
+    return head(request, response) + body
 
 
 def head(request: Request, response: StreamResponse) -> bytes:
@@ -128,19 +128,17 @@ def head(request: Request, response: StreamResponse) -> bytes:
     headers = response.headers
     if "Date" not in headers:
         headers["Date"] = http_date(time.time())
-    keep_alive = request.keep_alive and not response._close
-    if not keep_alive:
+    version = request.version
+    if request.keep_alive and not response._close:
+        if version == (1, 0) and "Connection" not in headers:
+            headers["Connection"] = "keep-alive"
+    else:
         response._close = True
-    if "Connection" not in headers:
-        if keep_alive:
-            if request.version == (1, 0):
-                headers["Connection"] = "keep-alive"
-        elif request.version == (1, 1):
+        if version == (1, 1) and "Connection" not in headers:
             headers["Connection"] = "close"
     # Joined in C (no Python loop over the headers); each line break found must be one of ours.
     lines = "\n".join(map(": ".join, headers.items()))
     if "\r" in lines or lines.count("\n") != len(headers) - 1:
         raise ValueError("a line break in a response header")
-    major, minor = request.version
-    text = f"HTTP/{major}.{minor} {response.status} {response.reason}\n{lines}\n\n".replace("\n", "\r\n")
+    text = f"HTTP/{version[0]}.{version[1]} {response.status} {response.reason}\n{lines}\n\n".replace("\n", "\r\n")
     return text.encode("utf-8", "surrogateescape")
