@@ -17,8 +17,8 @@ class Conditions:
 
     @property
     def any(self) -> bool:
-        return any(v is not None for v in (self.if_match, self.if_none_match, self.if_modified_since,
-                                            self.if_unmodified_since))
+        return (self.if_match is not None or self.if_none_match is not None or self.if_modified_since is not None
+                or self.if_unmodified_since is not None)
 
 
 def parse_http_date(value: str | None) -> float | None:

@@ -124,17 +124,14 @@ def checksum_from_headers(h: Mapping[str, str], names: str | None = None) -> Che
     return ChecksumRequest()
 
 
-_CONDITION_HEADERS = ("If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since")
+_ANY_CONDITION_NAME = re.compile("if-match|if-none-match|if-modified-since|if-unmodified-since").search
 
 
-def conditions(req: S3Request, prefix: str = "") -> Conditions:
+def conditions(req: S3Request, prefix: str = "") -> Conditions | None:
+    """The request's preconditions; None when it has none (most requests)."""
     h = req.headers
-    if not prefix:
-        for name in _CONDITION_HEADERS:
-            if name in h:
-                break
-        else:
-            return Conditions()  # most requests: nothing to look up or parse
+    if not prefix and not _ANY_CONDITION_NAME(req.header_names()):
+        return None
     return Conditions(
         if_match=h.get(f"{prefix}If-Match"),
         if_none_match=h.get(f"{prefix}If-None-Match"),
