@@ -173,7 +173,13 @@ def _body_for_payload(
 
 
 def expects_continue(request: Request) -> _Continue:
-    return _Continue(request.protocol, request.headers.get("Expect", "").strip().lower() == "100-continue")
+    expect = request.headers.get("Expect")
+    if expect is None:
+        return _NO_CONTINUE  # most requests: nothing to send, ever
+    return _Continue(request.protocol, expect.strip().lower() == "100-continue")
+
+
+_NO_CONTINUE = _Continue(None, False)
 
 
 async def authenticate(

@@ -166,8 +166,11 @@ def parse_write(headers, names: str | None = None) -> Requested:
 _READ_HEADERS = (H_SSE, H_KMS_KEY_ID, H_C_ALGORITHM, H_C_KEY, H_C_KEY_MD5)
 
 
-def read_headers(headers) -> CustomerKey | None:
-    """A GET's or HEAD's encryption headers (case-insensitive ``headers``): the SSE-C key, if any."""
+def read_headers(headers, names: str | None = None) -> CustomerKey | None:
+    """A GET's or HEAD's encryption headers (case-insensitive ``headers``): the SSE-C key, if any. ``names``: the
+    request's header names (shoal.s3.context.header_names), to skip the lookups when none can be there."""
+    if names is not None and H_SSE not in names:
+        return None  # most reads: every one of them starts with x-amz-server-side-encryption
     for name in _READ_HEADERS:
         if name in headers:
             refuse_on_read(headers)

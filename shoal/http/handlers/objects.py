@@ -254,7 +254,7 @@ async def get_object(svc: S3Service, req: S3Request) -> StreamResponse:
     assert req.bucket and req.key
     q = req.query
     part_number = q.get("partNumber")
-    customer = sse.read_headers(req.headers)
+    customer = sse.read_headers(req.headers, req.header_names())
     if part_number is not None and req.headers.get("Range"):
         raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
     for attempt in range(5):
@@ -470,7 +470,7 @@ async def get_object_attributes(svc: S3Service, req: S3Request) -> StreamRespons
     wanted = {a.strip() for a in req.headers.get("x-amz-object-attributes", "").split(",") if a.strip()}
     if not wanted or not wanted <= ATTRIBUTE_NAMES:
         raise S3Error("InvalidArgument", "Invalid attribute name specified.")
-    customer = sse.read_headers(req.headers)
+    customer = sse.read_headers(req.headers, req.header_names())
     record = objects.head_object(svc, req.identity, req.bucket, req.key, conditions(req), req.query.get("versionId"))
     sse.open_key(svc, record.meta.get("e"), customer)
     meta = record.meta
