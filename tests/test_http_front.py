@@ -149,3 +149,71 @@ def test_a_response_header_with_a_line_break_is_refused():
     sent = head(_Request(), Response(headers={"x-amz-meta-a": "fine value"}))  # type: ignore[arg-type]
     assert sent.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nx-amz-meta-a: fine value\r\n" in sent
     assert sent.endswith(b"\r\n\r\n") and b"\r\nDate: " in sent
+
+
+def test_a_chunked_body_s_trailers_are_bounded(raw, rb):
+    """HTTP trailers after the last chunk are dropped, and an endless trailer section is cut off (as a head
+    would be) rather than buffered: the server's memory stays flat."""
+    head = _request("PUT", f"/{rb}/t", {"Host": f"127.0.0.1:{raw.port}", "Transfer-Encoding": "chunked"})
+    sent = 0
+    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as s:
+        s.sendall(head + b"5\r\nhello\r\n0\r\n")
+        try:
+            while sent < 2 << 30:
+                sent += s.send(b"X-T: " + b"a" * 65536 + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    assert sent < 1 << 30  # cut off long before: at the head limit, plus what is dropped while closing
+
+
+def test_an_upgrade_request_s_body_is_read(raw, rb):
+    """curl --http2 on http:// asks for an upgrade to h2c on every request, PUTs included: the upgrade is not
+    taken, and the body (which llhttp does not read for such a request) is stored whole."""
+    for name, framing, body in (("chunked", {"Transfer-Encoding": "chunked"}, b"5\r\nhello\r\n0\r\n\r\n"),
+                                ("length", {"Content-Length": "5"}, b"hello")):
+        headers = sign_v4("PUT", f"{raw.endpoint}/{rb}/{name}", b"hello",
+                          {**framing, "Connection": "Upgrade, HTTP2-Settings", "Upgrade": "h2c",
+                           "HTTP2-Settings": "AAMAAABkAAQCAAAAAAIAAAAA"}, payload="UNSIGNED-PAYLOAD")
+        (status, response_headers, _), = _responses(raw_exchange(raw.port, _request("PUT", f"/{rb}/{name}", headers,
+                                                                                     body)))
+        assert status == 200 and response_headers["connection"] == "close"
+        assert raw.signed("GET", f"/{rb}/{name}").body == b"hello"
+
+
+@pytest.mark.parametrize("case", ["two-hosts", "no-host"])
+def test_requests_with_an_ambiguous_host_are_refused(raw, rb, case):
+    headers = {"Host": f"127.0.0.1:{raw.port}"}
+    wire = _request("GET", f"/{rb}/k", headers)
+    if case == "two-hosts":
+        wire = wire.replace(b"\r\n\r\n", b"\r\nHost: elsewhere.example\r\n\r\n")
+    else:
+        wire = wire.replace(f"Host: 127.0.0.1:{raw.port}\r\n".encode(), b"")
+    (status, _, body), = _responses(raw_exchange(raw.port, wire))
+    assert (status, _code(body)) == (400, "BadRequest")
+
+
+@pytest.mark.parametrize("connection", ["keep-alive", "close"])
+def test_an_upload_refused_at_once_is_answered_not_reset(raw, connection):
+    """A client sends its whole body before reading: the server answers at once (no such bucket), then reads and
+    drops the rest, so the client finds the answer rather than a reset connection."""
+    size = 32 << 20
+    headers = {"Host": f"127.0.0.1:{raw.port}", "Content-Length": str(size), "Connection": connection}
+    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as s:
+        s.sendall(_request("PUT", "/no-such-bucket-here/k", headers))
+        chunk = b"x" * (1 << 20)
+        for _ in range(size // len(chunk)):
+            s.sendall(chunk)
+        data = b""
+        while b"</Error>" not in data:
+            more = s.recv(65536)
+            assert more, data
+            data += more
+    (status, _, body), = _responses(data)
+    assert (status, _code(body)) == (404, "NoSuchBucket")
+
+
+def test_a_malformed_chunked_body_gets_one_answer(raw):
+    wire = _request("PUT", "/no-such-bucket-here/k", {"Host": f"127.0.0.1:{raw.port}",
+                                                       "Transfer-Encoding": "chunked"}) + b"5\r\nhelloXX0\r\n\r\n"
+    answers = _responses(raw_exchange(raw.port, wire))
+    assert [(a[0], _code(a[2])) for a in answers] == [(400, "BadRequest")]

@@ -46,6 +46,15 @@ MAX_HEAD = 1 << 20
 STREAM_LIMIT = 64 * 1024  # a body stream pauses the connection beyond twice this, unread
 LINGER_BYTES = 1 << 20  # an unread rest of a body up to this size is read and dropped to keep the connection
 LINGER_SECONDS = 2.0
+# Closing with unread bytes from the client resets the connection, and a reset can destroy the answer before the
+# client reads it (most clients send a whole body before reading). So a connection closing with a request's body
+# unread sends its answer, then the end of its stream, and reads and drops what the client still sends for up to
+# this long (as aiohttp did).
+CLOSE_LINGER_SECONDS = 10.0
+CLOSE_LINGER_BYTES = 256 << 20  # and at most this much (a client that never stops gets reset)
+# Headers that a request must not repeat (as aiohttp refused them): a second Host could make the request mean one
+# thing to a proxy and another here.
+_SINGLE = ("Host", "Content-Type", "Content-Range", "Content-Location", "User-Agent", "Authorization")
 SWEEPS = 4  # the idle timeout is checked this many times over its length
 _decode = functools.partial(str, encoding="utf-8", errors="surrogateescape")
 
@@ -72,13 +81,16 @@ class HttpProtocol(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._raw: list[bytes] = []  # the request's header names and values, alternating, as received
-        self._in_head = False  # between a request's first byte and the end of its headers
+        self._in_head = False  # in a request's head, or in a chunked body's trailer section (bytes counted)
+        self._trailers = False  # the head is complete: header callbacks now bring a chunked body's trailers
+        self._upgrade_body: tuple[StreamReader, bool, int | None] | None = None  # see data_received
+        self._refused_current = False  # the refusal is about the request under way (its body): not answered
+        self._dropped: int | None = None  # bytes read and dropped while closing (None: not closing so)
         self._head_bytes = 0
         self._stream: StreamReader | None = None  # the body being received
         self._task: asyncio.Task | None = None  # serving requests, while there are any
         self._pending: deque[Request] = deque()  # parsed while another was served
         self._refusal: S3Error | None = None  # a malformed request, answered after those before it
-        self._discarding: int | None = None  # bytes dropped after a refusal was sent (None: not refused)
         self._last = False  # no request after the current one is read (closing, or the parser was given up)
         self._reading_paused = False  # by the body stream's flow control (aiohttp's StreamReader asks)
         self._held = False  # reading stopped for our own reasons (a request pending, closing)
@@ -96,6 +108,7 @@ class HttpProtocol(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # dead peers are found, in time
             except OSError:
                 pass
         peer = transport.get_extra_info("peername")
@@ -122,7 +135,8 @@ class HttpProtocol(asyncio.Protocol):
             stream.set_exception(ConnectionResetError("the client closed the connection"))
             self._stream = None
         self._last = True
-        return self._task is not None
+        # Keeping the transport open to answer is not possible on TLS (asyncio warns when asked).
+        return self._task is not None and not self.secure
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -134,13 +148,27 @@ class HttpProtocol(asyncio.Protocol):
             waiter.set_result(None)
 
     async def drain(self) -> None:
-        if self.transport is None or self.transport.is_closing():
+        """Wait while the transport's buffer is full. A client that reads nothing for the body timeout (the stall
+        limit of every response) is cut off: it would otherwise hold the connection and the buffered answer."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
             raise ConnectionResetError("Connection lost")
-        if self._writing_paused:
-            waiter = self._drain_waiter
-            if waiter is None:
-                waiter = self._drain_waiter = self.loop.create_future()
+        if not self._writing_paused:
+            return
+        waiter = self._drain_waiter
+        if waiter is None:
+            waiter = self._drain_waiter = self.loop.create_future()
+        limit = self.app.body_timeout
+        timer = self.loop.call_later(limit, self._write_stalled, waiter) if limit else None
+        try:
             await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _write_stalled(self, waiter: asyncio.Future) -> None:
+        if not waiter.done() and self.transport is not None:
+            self.transport.abort()  # connection_lost fails the waiter
 
     def write(self, data) -> None:
         transport = self.transport
@@ -200,10 +228,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._last:
-            # After a request we will not answer (a refusal, an upgrade) nothing more is parsed.
-            if self._discarding is not None:
-                self._discarding += len(data)
-                if self._discarding > LINGER_BYTES and self.transport is not None:
+            # After a request we will not answer (a refusal, an upgrade), or while closing: dropped.
+            if self._dropped is not None:
+                self._dropped += len(data)
+                if self._dropped > CLOSE_LINGER_BYTES and self.transport is not None:
                     self.transport.close()
             return
         try:
@@ -215,9 +243,21 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 log.exception("request parsing failed", exc_info=refused)
                 self._refuse(S3Error("InternalError"))
-        except httptools.HttpParserUpgrade:
-            self._last = True  # the request is served as any other; the connection closes after it
-            self._hold(True)
+        except httptools.HttpParserUpgrade as exc:
+            # The request is served as any other (no protocol is switched to); the connection closes after it.
+            upgrade = self._upgrade_body
+            if upgrade is None:
+                self._last = True
+                self._hold(True)
+                return
+            # llhttp skips the body of a request that asks for an upgrade ("Upgrade: h2c" from curl --http2 on a
+            # PUT), and what follows its head is that body: a parser of its own decodes it, as the head framed it.
+            self._upgrade_body = None
+            stream, chunked, length = upgrade
+            self._stream = stream
+            self._parser = httptools.HttpRequestParser(_BodyOnly(self))
+            framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % (length or 0)
+            self.data_received(b"PUT / HTTP/1.1\r\n" + framing + b"\r\n\r\n" + data[exc.args[0]:])
         except httptools.HttpParserError as exc:
             detail = str(exc).strip().splitlines()
             self._refuse(S3Error("BadRequest", f"The HTTP request is malformed: {detail[0]}" if detail else None))
@@ -233,6 +273,7 @@ class HttpProtocol(asyncio.Protocol):
         stream, self._stream = self._stream, None
         if stream is not None and not stream.is_eof():
             stream.set_exception(ConnectionResetError("the request's body is malformed"))
+            self._refused_current = not self._pending  # the body under way is the served request's
         if self._task is None:
             self._send_refusal(error)
         else:
@@ -245,18 +286,23 @@ class HttpProtocol(asyncio.Protocol):
         response = self.app.connection_error(error)
         response.force_close()
         request = Request(self, "GET", "", (1, 1), CIMultiDictProxy(CIMultiDict()), False, None, None, False)
+        self.transport.write(whole(request, response))
+        self._close_lingering()
+
+    def _close_lingering(self) -> None:
+        """Close after what was written, without resetting a client still sending (see CLOSE_LINGER_SECONDS)."""
         transport = self.transport
-        transport.write(whole(request, response))
-        if not transport.can_write_eof():
+        if transport is None or transport.is_closing():
+            return
+        self._last = True
+        if not transport.can_write_eof():  # TLS
             transport.close()
             return
-        # Closing with unread bytes from the client would reset the connection, and a reset can destroy the answer
-        # before the client reads it. So: the answer, then our end of the stream; what the client still sends is
-        # read and dropped for a moment (up to LINGER_BYTES); then close.
         transport.write_eof()
-        self._discarding = 0
-        self._hold(False)
-        self.loop.call_later(LINGER_SECONDS, transport.close)
+        self._dropped = 0
+        self._reading_paused = self._held = False
+        self._set_reading()
+        self.loop.call_later(CLOSE_LINGER_SECONDS, transport.close)
 
     # -- httptools callbacks ------------------------------------------------------------------------------------
 
@@ -265,6 +311,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._in_head = True
+        self._trailers = False
         self._url = b""
         self._raw = []
 
@@ -272,10 +319,22 @@ class HttpProtocol(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._raw += (name, value)
+        if not self._trailers:
+            self._raw += (name, value)
+        # A chunked body's trailers are dropped (S3's are aws-chunked, inside the body); their bytes count
+        # against MAX_HEAD (see on_chunk_header).
+
+    def on_chunk_header(self) -> None:
+        # Until this chunk's data comes, bytes may be the last chunk's trailer section: counted like a head.
+        self._in_head = True
+
+    def on_chunk_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._trailers = True
         self._head_bytes = 0
         self.requests += 1
         raw = self._raw
@@ -286,6 +345,13 @@ class HttpProtocol(asyncio.Protocol):
         # Bytes that are not UTF-8 survive as surrogates (and are sent back as they came). Decoded and paired in C.
         names_and_values = map(_decode, raw)
         headers = CIMultiDictProxy(CIMultiDict(zip(names_and_values, names_and_values, strict=True)))
+        if len(set(map(bytes.lower, raw[::2]))) * 2 != len(raw):  # a name repeated (rare): allowed?
+            for name in _SINGLE:
+                if len(headers.getall(name, ())) > 1:
+                    raise _Refused(S3Error("BadRequest", f"The HTTP request is malformed: {name} repeated"))
+        version = _version(parser.get_http_version())
+        if version == (1, 1) and "Host" not in headers:
+            raise _Refused(S3Error("BadRequest", "The HTTP request is malformed: no Host header"))
         chunked = "Transfer-Encoding" in headers
         length: int | None = None
         if not chunked:
@@ -295,9 +361,11 @@ class HttpProtocol(asyncio.Protocol):
         stream = None
         if chunked or length:
             stream = self._stream = StreamReader(self, STREAM_LIMIT, loop=self.loop)  # type: ignore[arg-type]
+        upgrade = parser.should_upgrade()
+        if upgrade and stream is not None:
+            self._upgrade_body = (stream, chunked, length)  # received past llhttp: see data_received
         request = Request(self, parser.get_method().decode("ascii"), url.decode("utf-8", "surrogateescape"),
-                          _version(parser.get_http_version()), headers, parser.should_keep_alive(), stream,
-                          length, chunked)
+                          version, headers, parser.should_keep_alive() and not upgrade, stream, length, chunked)
         if self._task is None:
             self._task = self.loop.create_task(self._serve(request))
         else:
@@ -310,6 +378,10 @@ class HttpProtocol(asyncio.Protocol):
             stream.feed_data(body)
 
     def on_message_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        if self._upgrade_body is not None:
+            return  # not the end of its body: llhttp skipped it (see data_received)
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.feed_eof()
@@ -323,6 +395,8 @@ class HttpProtocol(asyncio.Protocol):
                     response = await self.app.handle(request)
                 except ConnectionError:
                     break
+                if self._refused_current:
+                    break  # its body was malformed: the refusal is its answer
                 if not response.prepared and not self._send(request, response):
                     break
                 if response._close or not request.keep_alive or (self._last and not self._pending):
@@ -330,6 +404,8 @@ class HttpProtocol(asyncio.Protocol):
                 if request.content is not EMPTY_PAYLOAD and not request.content.is_eof() \
                         and not await self._linger(request):
                     break
+                if self._writing_paused:
+                    await self.drain()  # a client that pipelines but does not read gets no further answers
                 if not self._pending:
                     self._task = None
                     if self._refusal is not None:
@@ -338,8 +414,8 @@ class HttpProtocol(asyncio.Protocol):
                         self._hold(False)
                     return
                 request = self._pending.popleft()
-                if not self._last:
-                    self._hold(False)  # its body, if any, is still to come
+                if not self._last and not self._pending:
+                    self._hold(False)  # its body, if any, is still to come (the others' are read already)
         except asyncio.CancelledError:
             if self.transport is not None:
                 self.transport.abort()
@@ -349,8 +425,8 @@ class HttpProtocol(asyncio.Protocol):
         self._task = None
         if self._refusal is not None:
             self._send_refusal(self._refusal)
-        elif self.transport is not None:
-            self.transport.close()
+        else:
+            self._close_lingering()
 
     def _send(self, request: Request, response: StreamResponse) -> bool:
         """Send a response its handler left unsent (most are: whole responses go out here, in one write); False if
@@ -393,6 +469,33 @@ class HttpProtocol(asyncio.Protocol):
         return False
 
 
+class _BodyOnly:
+    """Parser callbacks for a body alone (behind a synthetic head): the body of a request that asked for an
+    upgrade, which llhttp does not read itself."""
+
+    def __init__(self, protocol: HttpProtocol) -> None:
+        self._protocol = protocol
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        pass  # a chunked body's trailers (their bytes count against MAX_HEAD, as the protocol's own)
+
+    def on_chunk_header(self) -> None:
+        self._protocol.on_chunk_header()
+
+    def on_chunk_complete(self) -> None:
+        self._protocol.on_chunk_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._protocol.on_body(body)
+
+    def on_message_complete(self) -> None:
+        protocol = self._protocol
+        stream, protocol._stream = protocol._stream, None
+        if stream is not None:
+            stream.feed_eof()
+        protocol._last = True  # nothing after it is read: the connection closes after the answer
+
+
 class Front:
     """The protocol factory for ``loop.create_server``, and the set of open connections (for shutdown)."""
 
@@ -417,8 +520,12 @@ class Front:
             count = connection.requests
             if connection._task is None and seen.get(connection) == count:
                 connection.idle_sweeps += 1
-                if connection.idle_sweeps >= SWEEPS and connection.transport is not None:
-                    connection.transport.close()
+                transport = connection.transport
+                if connection.idle_sweeps >= SWEEPS and transport is not None:
+                    if transport.get_write_buffer_size():
+                        transport.abort()  # its answers were never read: closing would wait for ever
+                    else:
+                        transport.close()
                     continue
             else:
                 connection.idle_sweeps = 0
