@@ -16,7 +16,6 @@ close; requests under way finish, within a deadline).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import socket
 from collections import deque
@@ -56,7 +55,6 @@ CLOSE_LINGER_BYTES = 256 << 20  # and at most this much (a client that never sto
 # thing to a proxy and another here.
 _SINGLE = ("Host", "Content-Type", "Content-Range", "Content-Location", "User-Agent", "Authorization")
 SWEEPS = 4  # the idle timeout is checked this many times over its length
-_decode = functools.partial(str, encoding="utf-8", errors="surrogateescape")
 
 
 class _Refused(Exception):
@@ -342,10 +340,12 @@ class HttpProtocol(asyncio.Protocol):
         if len(url) > MAX_LINE or len(raw) > 2 * MAX_HEADERS or (raw and max(map(len, raw)) > MAX_FIELD):
             raise _Refused(S3Error("RequestHeaderSectionTooLarge"))
         parser = self._parser
-        # Bytes that are not UTF-8 survive as surrogates (and are sent back as they came). Decoded and paired in C.
-        names_and_values = map(_decode, raw)
-        headers = CIMultiDictProxy(CIMultiDict(zip(names_and_values, names_and_values, strict=True)))
-        if len(set(map(bytes.lower, raw[::2]))) * 2 != len(raw):  # a name repeated (rare): allowed?
+        # Bytes that are not UTF-8 survive as surrogates (and are sent back as they came). Decoded in one piece
+        # (llhttp refuses NUL in a head, so it can separate them) and paired in C.
+        text = b"\0".join(raw).decode("utf-8", "surrogateescape").split("\0") if raw else []
+        names = text[::2]
+        headers = CIMultiDictProxy(CIMultiDict(list(zip(names, text[1::2], strict=True))))
+        if len(set(map(str.lower, names))) != len(names):  # a name repeated (rare): allowed?
             for name in _SINGLE:
                 if len(headers.getall(name, ())) > 1:
                     raise _Refused(S3Error("BadRequest", f"The HTTP request is malformed: {name} repeated"))
