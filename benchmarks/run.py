@@ -349,10 +349,13 @@ def machine() -> dict[str, str]:
     with open("/proc/meminfo") as f:
         mem = int(f.readline().split()[1]) / (1 << 20)
     import aiohttp
+    import httptools
 
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
     return {"CPU": f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM",
-            "kernel": platform.release(), "Python": sys.version.split()[0], "aiohttp": aiohttp.__version__,
+            "kernel": platform.release(), "Python": sys.version.split()[0],
+            "httptools (Shoal's HTTP parser)": httptools.__version__,
+            "aiohttp (the benchmark's client)": aiohttp.__version__,
             "wrk": (wrk.stdout + wrk.stderr).split("\n")[0].strip()}
 
 
