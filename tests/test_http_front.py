@@ -217,3 +217,39 @@ def test_a_malformed_chunked_body_gets_one_answer(raw):
                                                        "Transfer-Encoding": "chunked"}) + b"5\r\nhelloXX0\r\n\r\n"
     answers = _responses(raw_exchange(raw.port, wire))
     assert [(a[0], _code(a[2])) for a in answers] == [(400, "BadRequest")]
+
+
+def test_a_chunked_upload_with_large_chunks_is_not_mistaken_for_trailers(raw, rb):
+    """Reads that end inside a chunk's data are body, whatever the chunk's size (only the last chunk's trailer
+    section counts against the head limit)."""
+    data = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB, one chunk
+    headers = sign_v4("PUT", f"{raw.endpoint}/{rb}/big", data, {"Transfer-Encoding": "chunked"},
+                      payload="UNSIGNED-PAYLOAD")
+    wire = _request("PUT", f"/{rb}/big", headers, f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as s:
+        for i in range(0, len(wire), 100_000):
+            s.sendall(wire[i:i + 100_000])
+        got = b""
+        while b"\r\n\r\n" not in got:
+            more = s.recv(65536)
+            assert more, got
+            got += more
+    assert got.startswith(b"HTTP/1.1 200"), got[:300]
+    assert raw.signed("GET", f"/{rb}/big").body == data
+
+
+def test_a_malformed_body_pipelined_behind_a_request_gets_one_answer(raw, rb):
+    url = f"{raw.endpoint}/{rb}/missing"
+    get = _request("GET", f"/{rb}/missing", sign_v4("GET", url))
+    put = _request("PUT", "/no-such-bucket-here/k", {"Host": f"127.0.0.1:{raw.port}",
+                                                      "Transfer-Encoding": "chunked"}) + b"5\r\nhelloXX0\r\n\r\n"
+    answers = _responses(raw_exchange(raw.port, get + put))
+    assert [(a[0], _code(a[2])) for a in answers] == [(404, "NoSuchKey"), (400, "BadRequest")]
+
+
+def test_bytes_after_an_upgrade_request_s_body_are_not_read(raw, rb):
+    headers = sign_v4("PUT", f"{raw.endpoint}/{rb}/up", b"hello",
+                      {"Content-Length": "5", "Connection": "Upgrade", "Upgrade": "h2c"}, payload="UNSIGNED-PAYLOAD")
+    answers = _responses(raw_exchange(raw.port, _request("PUT", f"/{rb}/up", headers, b"hello") + b"garbage\r\n\r\n"))
+    assert [a[0] for a in answers] == [200]
+

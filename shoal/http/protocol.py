@@ -57,6 +57,10 @@ _SINGLE = ("Host", "Content-Type", "Content-Range", "Content-Location", "User-Ag
 SWEEPS = 4  # the idle timeout is checked this many times over its length
 
 
+class _Done(Exception):
+    """Raised from a parser callback: stop parsing, nothing more is read on this connection."""
+
+
 class _Refused(Exception):
     """Raised from a parser callback: the request breaks a limit; answered with ``error``."""
 
@@ -82,8 +86,10 @@ class HttpProtocol(asyncio.Protocol):
         self._in_head = False  # in a request's head, or in a chunked body's trailer section (bytes counted)
         self._trailers = False  # the head is complete: header callbacks now bring a chunked body's trailers
         self._upgrade_body: tuple[StreamReader, bool, int | None] | None = None  # see data_received
-        self._refused_current = False  # the refusal is about the request under way (its body): not answered
+        self._refused_body: StreamReader | None = None  # the body a refusal is about: its request gets no answer
         self._dropped: int | None = None  # bytes read and dropped while closing (None: not closing so)
+        self._eof = False  # the client sent its FIN
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
         self._stream: StreamReader | None = None  # the body being received
         self._task: asyncio.Task | None = None  # serving requests, while there are any
@@ -117,6 +123,9 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self.front.connections.discard(self)
         self.transport = None
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         stream, self._stream = self._stream, None
         if stream is not None and not stream.is_eof():
             stream.set_exception(ConnectionResetError("the client closed the connection"))
@@ -133,6 +142,7 @@ class HttpProtocol(asyncio.Protocol):
             stream.set_exception(ConnectionResetError("the client closed the connection"))
             self._stream = None
         self._last = True
+        self._eof = True
         # Keeping the transport open to answer is not possible on TLS (asyncio warns when asked).
         return self._task is not None and not self.secure
 
@@ -232,30 +242,21 @@ class HttpProtocol(asyncio.Protocol):
                 if self._dropped > CLOSE_LINGER_BYTES and self.transport is not None:
                     self.transport.close()
             return
+        upgrade_at = None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
-            refused = exc.__context__
-            if isinstance(refused, _Refused):
-                self._refuse(refused.error)
+            # What the callback raised is also its context, except when feed_data runs inside an except block.
+            raised = exc.__context__
+            if isinstance(raised, _Done):
+                return  # the last body this connection reads has ended: the rest is not parsed
+            if isinstance(raised, _Refused):
+                self._refuse(raised.error)
             else:
-                log.exception("request parsing failed", exc_info=refused)
+                log.exception("request parsing failed", exc_info=raised)
                 self._refuse(S3Error("InternalError"))
         except httptools.HttpParserUpgrade as exc:
-            # The request is served as any other (no protocol is switched to); the connection closes after it.
-            upgrade = self._upgrade_body
-            if upgrade is None:
-                self._last = True
-                self._hold(True)
-                return
-            # llhttp skips the body of a request that asks for an upgrade ("Upgrade: h2c" from curl --http2 on a
-            # PUT), and what follows its head is that body: a parser of its own decodes it, as the head framed it.
-            self._upgrade_body = None
-            stream, chunked, length = upgrade
-            self._stream = stream
-            self._parser = httptools.HttpRequestParser(_BodyOnly(self))
-            framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % (length or 0)
-            self.data_received(b"PUT / HTTP/1.1\r\n" + framing + b"\r\n\r\n" + data[exc.args[0]:])
+            upgrade_at = exc.args[0]
         except httptools.HttpParserError as exc:
             detail = str(exc).strip().splitlines()
             self._refuse(S3Error("BadRequest", f"The HTTP request is malformed: {detail[0]}" if detail else None))
@@ -264,6 +265,25 @@ class HttpProtocol(asyncio.Protocol):
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_HEAD:
                     self._refuse(S3Error("RequestHeaderSectionTooLarge"))
+        if upgrade_at is not None:
+            self._upgraded(data[upgrade_at:])
+
+    def _upgraded(self, rest: bytes) -> None:
+        """After a request asking for an upgrade: it is served as any other (no protocol is switched to), and the
+        connection closes after it. ``rest``: what followed its head in the same read."""
+        upgrade = self._upgrade_body
+        if upgrade is None:
+            self._last = True
+            self._hold(True)
+            return
+        # llhttp skips the body of a request that asks for an upgrade ("Upgrade: h2c" from curl --http2 on a PUT),
+        # and what follows its head is that body: a parser of its own decodes it, as the head framed it.
+        self._upgrade_body = None
+        stream, chunked, length = upgrade
+        self._stream = stream
+        self._parser = httptools.HttpRequestParser(_BodyOnly(self))
+        framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % (length or 0)
+        self.data_received(b"PUT / HTTP/1.1\r\n" + framing + b"\r\n\r\n" + rest)
 
     def _refuse(self, error: S3Error) -> None:
         self._last = True
@@ -271,7 +291,7 @@ class HttpProtocol(asyncio.Protocol):
         stream, self._stream = self._stream, None
         if stream is not None and not stream.is_eof():
             stream.set_exception(ConnectionResetError("the request's body is malformed"))
-            self._refused_current = not self._pending  # the body under way is the served request's
+            self._refused_body = stream  # the refusal is that request's answer (see _serve)
         if self._task is None:
             self._send_refusal(error)
         else:
@@ -293,14 +313,14 @@ class HttpProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         self._last = True
-        if not transport.can_write_eof():  # TLS
+        if self._eof or not transport.can_write_eof():  # nothing more is coming; or TLS
             transport.close()
             return
         transport.write_eof()
         self._dropped = 0
         self._reading_paused = self._held = False
         self._set_reading()
-        self.loop.call_later(CLOSE_LINGER_SECONDS, transport.close)
+        self._linger_timer = self.loop.call_later(CLOSE_LINGER_SECONDS, transport.close)
 
     # -- httptools callbacks ------------------------------------------------------------------------------------
 
@@ -373,6 +393,8 @@ class HttpProtocol(asyncio.Protocol):
             self._hold(True)  # one request waiting is enough: the rest stays in the socket
 
     def on_body(self, body: bytes) -> None:
+        self._in_head = False  # a chunk's data: not its trailers (see on_chunk_header)
+        self._head_bytes = 0
         stream = self._stream
         if stream is not None:
             stream.feed_data(body)
@@ -389,14 +411,17 @@ class HttpProtocol(asyncio.Protocol):
     # -- serving ------------------------------------------------------------------------------------------------
 
     async def _serve(self, request: Request) -> None:
+        answered = False  # the request in hand got its answer
         try:
             while True:
+                answered = False
                 try:
                     response = await self.app.handle(request)
                 except ConnectionError:
                     break
-                if self._refused_current:
+                if request.content is self._refused_body:
                     break  # its body was malformed: the refusal is its answer
+                answered = True
                 if not response.prepared and not self._send(request, response):
                     break
                 if response._close or not request.keep_alive or (self._last and not self._pending):
@@ -420,12 +445,16 @@ class HttpProtocol(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.abort()
             raise
+        except ConnectionError:
+            pass  # the client went away, or was cut off for not reading
         except Exception:
             log.exception("serving a request failed")
         self._task = None
-        if self._refusal is not None:
+        if self._refusal is not None and not (answered and self._refused_body is request.content):
             self._send_refusal(self._refusal)
         else:
+            # Also when the body found malformed is that of a request already answered (its rest was being read
+            # and dropped): one answer per request.
             self._close_lingering()
 
     def _send(self, request: Request, response: StreamResponse) -> bool:
@@ -461,11 +490,12 @@ class HttpProtocol(asyncio.Protocol):
         return stream.is_eof()
 
     def close_if_idle(self) -> bool:
+        """Close now if no request is under way. One that is keeps reading its body, and closes after its answer
+        (the app marks every answer so while draining)."""
         if self._task is None:
             if self.transport is not None:
                 self.transport.close()
             return True
-        self._last = True
         return False
 
 
@@ -494,6 +524,8 @@ class _BodyOnly:
         if stream is not None:
             stream.feed_eof()
         protocol._last = True  # nothing after it is read: the connection closes after the answer
+        protocol._hold(True)
+        raise _Done
 
 
 class Front:
