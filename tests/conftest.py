@@ -141,6 +141,22 @@ def alt_s3(server):
     return client(server.endpoint, ALT)
 
 
+@pytest.fixture(scope="module")
+def raw(server):
+    """Raw HTTP against the shared server (tests/rawhttp.py)."""
+    from rawhttp import Raw  # not at the top: rawhttp imports this module
+
+    return Raw(server.port)
+
+
+@pytest.fixture
+def rb(raw) -> str:
+    """A fresh bucket, created with a raw signed request."""
+    name = f"raw-{uuid.uuid4().hex[:20]}"
+    assert raw.signed("PUT", f"/{name}").status == 200
+    return name
+
+
 @pytest.fixture
 def bucket(s3) -> str:
     name = f"test-{uuid.uuid4().hex[:20]}"

@@ -15,11 +15,6 @@ CORS_HEADERS = ("access-control-allow-origin", "access-control-allow-methods", "
                 "access-control-max-age", "access-control-allow-headers", "access-control-allow-credentials")
 
 
-@pytest.fixture(scope="module")
-def raw(server) -> Raw:
-    return Raw(server.port)
-
-
 def preflight(raw: Raw, path: str, origin: str | None = ORIGIN, method: str | None = "GET",
               headers: str | None = None):
     h = {}

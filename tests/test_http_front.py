@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import socket
-import uuid
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from shoal.http.response import Response, head
 
-from rawhttp import Raw, raw_exchange, sign_v4
-
-
-@pytest.fixture(scope="module")
-def raw(server) -> Raw:
-    return Raw(server.port)
-
-
-@pytest.fixture
-def rb(raw) -> str:
-    name = f"front-{uuid.uuid4().hex[:20]}"
-    assert raw.signed("PUT", f"/{name}").status == 200
-    return name
+from rawhttp import raw_exchange, sign_v4
 
 
 def _request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:

@@ -36,19 +36,6 @@ from rawhttp import (
 )
 
 
-@pytest.fixture(scope="module")
-def raw(server) -> Raw:
-    return Raw(server.port)
-
-
-@pytest.fixture
-def rb(raw) -> str:
-    """A fresh bucket, created with a raw signed request."""
-    name = f"raw-{uuid.uuid4().hex[:20]}"
-    assert raw.signed("PUT", f"/{name}").status == 200
-    return name
-
-
 def crc32_b64(data: bytes) -> str:
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 

@@ -9,14 +9,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import ROOT
-from rawhttp import Raw, sign_v4
+from rawhttp import sign_v4
 
 GiB = 1024**3
-
-
-@pytest.fixture(scope="module")
-def raw(server) -> Raw:
-    return Raw(server.port)
 
 
 @pytest.fixture

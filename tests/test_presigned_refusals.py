@@ -15,15 +15,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from conftest import ALT, ROOT, client
-from rawhttp import Raw, error_field, presign_v4
+from rawhttp import error_field, presign_v4
 
 SIGNATURE_MISMATCH = ("The request signature we calculated does not match the signature you provided. Check your "
                       "key and signing method.")
-
-
-@pytest.fixture(scope="module")
-def raw(server) -> Raw:
-    return Raw(server.port)
 
 
 @pytest.fixture
