@@ -21,7 +21,7 @@ from multidict import CIMultiDictProxy
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
 from shoal.http import xml
-from shoal.http.authenticate import HeaderLists, RequestView, authenticate, expects_continue
+from shoal.http.authenticate import HeaderLists, RequestView, authenticate, expects_continue, needs_continue
 from shoal.http.request import Request
 from shoal.http.response import Response, StreamResponse
 from shoal.http.routing import decode_path, resolve, split_path, split_target
@@ -288,7 +288,10 @@ class S3App:
         except UnicodeDecodeError:
             raise S3Error("InvalidURI") from None
         view = RequestView(request.method, raw_path, path, query_pairs, HeaderLists(request.headers), None)
-        return await authenticate(request, view, self.service.identities, cont=cont)
+        identity, body = authenticate(request, view, self.service.identities, cont=cont)
+        if needs_continue(body, cont):
+            await cont()
+        return identity, body
 
     @staticmethod
     async def _answer_and_close(request: Request, response: StreamResponse) -> None:
@@ -360,7 +363,9 @@ class S3App:
         if route.operation == "PreflightRequest":
             identity, body = None, None  # CORS preflight requests are never signed
         else:
-            identity, body = await authenticate(request, view, self.service.identities, cont=cont)
+            identity, body = authenticate(request, view, self.service.identities, cont=cont)
+            if needs_continue(body, cont):
+                await cont()
             if hasattr(body, "abandon"):
                 request.body = body  # see handle()
             if hasattr(body, "timeout"):

@@ -182,19 +182,22 @@ def expects_continue(request: Request) -> _Continue:
 _NO_CONTINUE = _Continue(None, False)
 
 
-async def authenticate(
+def authenticate(
     request: Request, view: RequestView, identities: IdentityStore, now: float | None = None,
     cont: _Continue | None = None,
 ) -> tuple[Identity | None, object]:
-    """(identity or None for anonymous, body). Raises S3Error when a signature is present but wrong."""
+    """(identity or None for anonymous, body). Raises S3Error when a signature is present but wrong. A plain
+    function (most requests have nothing to wait for): when ``needs_continue(body, cont)``, the caller awaits
+    ``cont()``."""
     cont = cont or expects_continue(request)
-    identity, body = _authenticate(request, view, identities, time.time() if now is None else now, cont)
-    if isinstance(body, EmptyBody):
-        # Nothing to hold back: answer the expectation now. A final response without a preceding 100 would also
-        # be legal, but botocore then keeps the early status line around for the next request on the
-        # connection and misreads that request's response.
-        await cont()
-    return identity, body
+    return _authenticate(request, view, identities, time.time() if now is None else now, cont)
+
+
+def needs_continue(body: object, cont: _Continue) -> bool:
+    """The request has no body to read, and its client waits for 100 Continue: answer the expectation now. A
+    final response without a preceding 100 would also be legal, but botocore then keeps the early status line
+    around for the next request on the connection and misreads that request's response."""
+    return cont.pending and isinstance(body, EmptyBody)
 
 
 def _authenticate(request: Request, view: RequestView, identities: IdentityStore, now: float, cont: _Continue):
