@@ -214,6 +214,18 @@ def check_common_headers(status: int, headers: dict[str, str], body: bytes, meth
         assert error_field(body, "RequestId") == headers["x-amz-request-id"], body
 
 
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (a reset ends it too: what came before it is kept). A timeout
+    is raised: a server that neither answers nor closes is a failure."""
+    out = bytearray()
+    try:
+        while chunk := sock.recv(65536):
+            out += chunk
+    except ConnectionError:
+        pass
+    return bytes(out)
+
+
 def raw_exchange(port: int, data: bytes, *, read_timeout: float = 5.0) -> bytes:
     """Send bytes on a fresh socket, half-close, and read until the server closes."""
     with socket.create_connection(("127.0.0.1", port), timeout=read_timeout) as s:

@@ -20,7 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from conftest import ROOT
-from rawhttp import sign_v4
+from rawhttp import read_until_closed, sign_v4
 
 MiB = 1024 * 1024
 
@@ -284,12 +284,7 @@ def test_slow_clients_time_out_without_starving_others(make_server):
         sock.settimeout(10)
         started = time.time()
         sock.sendall(signed_put_head(srv.port, "stalled", 1 * MiB) + os.urandom(100 * 1024))
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except OSError:
-            pass
+        answer = read_until_closed(sock)
         closed[name] = time.time() - started
         closed[name + "-answer"] = answer  # type: ignore[assignment]
         sock.close()

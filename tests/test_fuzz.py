@@ -37,6 +37,8 @@ from shoal.http.handlers.tagging import parse_tagging
 from shoal.http.routing import Route, resolve, split_target
 from shoal.s3 import cors, lifecycle, policy, post_policy, tagging
 
+from rawhttp import read_until_closed
+
 SLOW = os.environ.get("SHOAL_SLOW") == "1"
 SCALE = 10 if SLOW else 1
 
@@ -492,13 +494,7 @@ def exchange(port: int, data: bytes, method: str, timeout: float = 15.0, half_cl
                 s.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the server may refuse (and close) before it has read everything
-        out = bytearray()
-        try:
-            while chunk := s.recv(65536):
-                out += chunk
-        except ConnectionResetError:
-            pass
-    raw = bytes(out)
+        raw = read_until_closed(s)
     final = raw
     while final.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"):
         final = final[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]

@@ -9,7 +9,7 @@ import pytest
 
 from shoal.http.response import Response, head
 
-from rawhttp import raw_exchange, sign_v4
+from rawhttp import raw_exchange, read_until_closed, sign_v4
 
 
 def _request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
@@ -67,12 +67,7 @@ def test_request_heads_over_the_limits_are_s3_errors(raw, rb, what):
                     s.sendall(b"e" * 65536)
             except (BrokenPipeError, ConnectionResetError):
                 pass
-            data = b""
-            try:
-                while chunk := s.recv(65536):
-                    data += chunk
-            except ConnectionResetError:
-                pass
+            data = read_until_closed(s)
         (status, _, body), = _responses(data)
         assert (status, _code(body)) == (400, "RequestHeaderSectionTooLarge")
         return
