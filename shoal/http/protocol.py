@@ -6,11 +6,14 @@ and response objects, URL parsing, a task per connection waiting on a queue, hea
 what S3 needs. It also owns the connection outright, so a large body can be received straight into the reader's
 buffer (shoal.http.body._Receiver) without reaching into a framework's parser.
 
-What it handles: keep-alive (HTTP/1.1 default, HTTP/1.0 on request), pipelined requests (answered in order; the
-next is not read while one is served), bodies of a Content-Length or ``Transfer-Encoding: chunked`` (decoded by
-llhttp) through a flow-controlled stream, limits on the request line and headers, malformed requests (an S3 XML
-error, then close), an idle timeout (which also cuts off trickled request heads), and shutdown (idle connections
-close; requests under way finish, within a deadline).
+What it handles: keep-alive (HTTP/1.1 default, HTTP/1.0 on request), pipelined requests (answered in order;
+reading holds while parsed ones wait, and answers wait for a client that is slow to read them), bodies of a
+Content-Length or ``Transfer-Encoding: chunked`` (decoded by llhttp, trailers dropped) through a flow-controlled
+stream, limits on the request target, headers, head and trailer sizes, malformed requests (an S3 XML error, then a
+lingering close), requests asking for an upgrade (served as HTTP/1.1, then close), an idle timeout (which also
+cuts off trickled request heads), stalled readers (cut off after the body timeout), and shutdown (idle connections
+close; requests under way finish, within a deadline). A connection never closes on a client still sending a body
+without first answering and reading on for a moment (see CLOSE_LINGER_SECONDS).
 """
 
 from __future__ import annotations
