@@ -235,3 +235,12 @@ def test_bytes_after_an_upgrade_request_s_body_are_not_read(raw, rb):
     answers = _responses(raw_exchange(raw.port, _request("PUT", f"/{rb}/up", headers, b"hello") + b"garbage\r\n\r\n"))
     assert [a[0] for a in answers] == [200]
 
+
+
+def test_an_http_1_0_client_expecting_100_continue_gets_no_interim_answer(raw, rb):
+    """HTTP/1.0 has no 1xx answers: the expectation is ignored, and the body read as it comes."""
+    headers = sign_v4("PUT", f"{raw.endpoint}/{rb}/old", b"hello", {"Content-Length": "5", "Expect": "100-continue"})
+    wire = _request("PUT", f"/{rb}/old", headers, b"hello").replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
+    data = raw_exchange(raw.port, wire)
+    assert data.startswith(b"HTTP/1.0 200"), data[:200]
+    assert raw.signed("GET", f"/{rb}/old").body == b"hello"

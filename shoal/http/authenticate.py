@@ -174,8 +174,8 @@ def _body_for_payload(
 
 def expects_continue(request: Request) -> _Continue:
     expect = request.headers.get("Expect")
-    if expect is None:
-        return _NO_CONTINUE  # most requests: nothing to send, ever
+    if expect is None or request.version == (1, 0):
+        return _NO_CONTINUE  # most requests: nothing to send, ever (and HTTP/1.0 has no 100 Continue: RFC 9110)
     return _Continue(request.protocol, expect.strip().lower() == "100-continue")
 
 
