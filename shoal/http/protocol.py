@@ -306,7 +306,7 @@ class HttpProtocol(asyncio.Protocol):
         log.info("refused a malformed request from %s: %s", self.remote, error.message)
         response = self.app.connection_error(error)
         response.force_close()
-        request = Request(self, "GET", "", (1, 1), CIMultiDictProxy(CIMultiDict()), False, None, None, False)
+        request = Request(self, "GET", "", (1, 1), CIMultiDictProxy(CIMultiDict()), False, None, None)
         self.transport.write(whole(request, response))
         self._close_lingering()
 
@@ -388,7 +388,7 @@ class HttpProtocol(asyncio.Protocol):
         if upgrade and stream is not None:
             self._upgrade_body = (stream, chunked, length)  # received past llhttp: see data_received
         request = Request(self, parser.get_method().decode("ascii"), url.decode("utf-8", "surrogateescape"),
-                          version, headers, parser.should_keep_alive() and not upgrade, stream, length, chunked)
+                          version, headers, parser.should_keep_alive() and not upgrade, stream, length)
         if self._task is None:
             self._task = self.loop.create_task(self._serve(request))
         else:

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 
 class Request:
     __slots__ = (
-        "_chunked",
         "body",
         "content",
         "content_length",
@@ -30,7 +29,7 @@ class Request:
 
     def __init__(self, protocol: HttpProtocol, method: str, raw_path: str, version: tuple[int, int],
                  headers: CIMultiDictProxy[str], keep_alive: bool, content: StreamReader | None,
-                 content_length: int | None, chunked: bool) -> None:
+                 content_length: int | None) -> None:
         self.protocol = protocol
         self.method = method
         self.raw_path = raw_path  # as sent: percent-encoded, with the query
@@ -39,7 +38,6 @@ class Request:
         self.keep_alive = keep_alive  # the client allows another request on this connection
         self.content: StreamReader = EMPTY_PAYLOAD if content is None else content  # type: ignore[assignment]
         self.content_length = content_length
-        self._chunked = chunked
         self.operation = "-"  # the S3 operation, once routed (for metrics and the access log, should it fail)
         self.body: object = None  # the body reader authentication made, while the request is under way
 
