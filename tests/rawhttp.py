@@ -214,6 +214,12 @@ def check_common_headers(status: int, headers: dict[str, str], body: bytes, meth
         assert error_field(body, "RequestId") == headers["x-amz-request-id"], body
 
 
+def request_bytes(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+    """A request as it goes on the wire (HTTP/1.1), headers exactly as given."""
+    return (f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            + "\r\n").encode() + body
+
+
 def read_until_closed(sock: socket.socket) -> bytes:
     """Everything the server sends until it closes (a reset ends it too: what came before it is kept). A timeout
     is raised: a server that neither answers nor closes is a failure."""

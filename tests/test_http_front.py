@@ -9,12 +9,7 @@ import pytest
 
 from shoal.http.response import Response, head
 
-from rawhttp import raw_exchange, read_until_closed, sign_v4
-
-
-def _request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
-    return (f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-            + "\r\n").encode() + body
+from rawhttp import raw_exchange, read_until_closed, request_bytes, sign_v4
 
 
 def _responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
@@ -40,7 +35,7 @@ def _code(body: bytes) -> str | None:
 
 def test_a_malformed_request_after_a_good_one_is_answered_after_it_then_the_connection_closes(raw, rb):
     assert raw.signed("PUT", f"/{rb}/k", b"first").status == 200
-    good = _request("GET", f"/{rb}/k", sign_v4("GET", f"{raw.endpoint}/{rb}/k"))
+    good = request_bytes("GET", f"/{rb}/k", sign_v4("GET", f"{raw.endpoint}/{rb}/k"))
     answers = _responses(raw_exchange(raw.port, good + b"NOT A REQUEST\r\n\r\n"))
     assert [a[0] for a in answers] == [200, 400]
     assert answers[0][2] == b"first"
@@ -59,7 +54,7 @@ def test_request_heads_over_the_limits_are_s3_errors(raw, rb, what):
     elif what == "long-header":
         headers["x-big"] = "b" * 17_000
     else:  # a header that never ends: refused once the head passes 1 MiB, without waiting for its end
-        sent = _request("GET", path, headers)[:-2] + b"x-endless: "
+        sent = request_bytes("GET", path, headers)[:-2] + b"x-endless: "
         with socket.create_connection(("127.0.0.1", raw.port), timeout=5) as s:
             s.sendall(sent)
             try:
@@ -71,7 +66,7 @@ def test_request_heads_over_the_limits_are_s3_errors(raw, rb, what):
         (status, _, body), = _responses(data)
         assert (status, _code(body)) == (400, "RequestHeaderSectionTooLarge")
         return
-    (status, response_headers, body), = _responses(raw_exchange(raw.port, _request("GET", path, headers)))
+    (status, response_headers, body), = _responses(raw_exchange(raw.port, request_bytes("GET", path, headers)))
     assert (status, _code(body)) == (400, "RequestHeaderSectionTooLarge")
     assert response_headers["content-type"] == "application/xml"
 
@@ -82,7 +77,7 @@ def test_a_body_the_handler_does_not_read_is_skipped_and_the_connection_goes_on(
     with_body = sign_v4("GET", url, b"ignored", {"Content-Length": "7"})
     plain = sign_v4("GET", url)
     with socket.create_connection(("127.0.0.1", raw.port), timeout=5) as s:
-        s.sendall(_request("GET", f"/{rb}/k", with_body, b"ignored") + _request("GET", f"/{rb}/k", plain))
+        s.sendall(request_bytes("GET", f"/{rb}/k", with_body, b"ignored") + request_bytes("GET", f"/{rb}/k", plain))
         data = b""
         while data.count(b"stored") < 2:
             chunk = s.recv(65536)
@@ -95,21 +90,21 @@ def test_an_upgrade_request_is_answered_then_the_connection_closes(raw, rb):
     assert raw.signed("PUT", f"/{rb}/k", b"up").status == 200
     headers = sign_v4("GET", f"{raw.endpoint}/{rb}/k")
     headers.update({"Connection": "Upgrade", "Upgrade": "websocket"})
-    follow = _request("GET", f"/{rb}/k", sign_v4("GET", f"{raw.endpoint}/{rb}/k"))
-    answers = _responses(raw_exchange(raw.port, _request("GET", f"/{rb}/k", headers) + follow))
+    follow = request_bytes("GET", f"/{rb}/k", sign_v4("GET", f"{raw.endpoint}/{rb}/k"))
+    answers = _responses(raw_exchange(raw.port, request_bytes("GET", f"/{rb}/k", headers) + follow))
     assert [(a[0], a[2]) for a in answers] == [(200, b"up")]  # nothing after the upgrade is read
 
 
 def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(raw, rb):
     assert raw.signed("PUT", f"/{rb}/k", b"half").status == 200
-    request = _request("GET", f"/{rb}/k", sign_v4("GET", f"{raw.endpoint}/{rb}/k"))
+    request = request_bytes("GET", f"/{rb}/k", sign_v4("GET", f"{raw.endpoint}/{rb}/k"))
     (status, _, body), = _responses(raw_exchange(raw.port, request))  # raw_exchange shuts its writing side
     assert (status, body) == (200, b"half")
 
 
 def test_a_body_cut_short_by_a_half_close_is_an_incomplete_body(raw, rb):
     headers = sign_v4("PUT", f"{raw.endpoint}/{rb}/cut", b"x" * 100, {"Content-Length": "100"})
-    answers = _responses(raw_exchange(raw.port, _request("PUT", f"/{rb}/cut", headers, b"x" * 40)))
+    answers = _responses(raw_exchange(raw.port, request_bytes("PUT", f"/{rb}/cut", headers, b"x" * 40)))
     assert [a[0] for a in answers] in ([], [400])  # answered, or the connection simply closed
     if answers:
         assert _code(answers[0][2]) == "IncompleteBody"
@@ -136,7 +131,7 @@ def test_a_response_header_with_a_line_break_is_refused():
 def test_a_chunked_body_s_trailers_are_bounded(raw, rb):
     """HTTP trailers after the last chunk are dropped, and an endless trailer section is cut off (as a head
     would be) rather than buffered: the server's memory stays flat."""
-    head = _request("PUT", f"/{rb}/t", {"Host": f"127.0.0.1:{raw.port}", "Transfer-Encoding": "chunked"})
+    head = request_bytes("PUT", f"/{rb}/t", {"Host": f"127.0.0.1:{raw.port}", "Transfer-Encoding": "chunked"})
     sent = 0
     with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as s:
         s.sendall(head + b"5\r\nhello\r\n0\r\n")
@@ -156,8 +151,8 @@ def test_an_upgrade_request_s_body_is_read(raw, rb):
         headers = sign_v4("PUT", f"{raw.endpoint}/{rb}/{name}", b"hello",
                           {**framing, "Connection": "Upgrade, HTTP2-Settings", "Upgrade": "h2c",
                            "HTTP2-Settings": "AAMAAABkAAQCAAAAAAIAAAAA"}, payload="UNSIGNED-PAYLOAD")
-        (status, response_headers, _), = _responses(raw_exchange(raw.port, _request("PUT", f"/{rb}/{name}", headers,
-                                                                                     body)))
+        wire = request_bytes("PUT", f"/{rb}/{name}", headers, body)
+        (status, response_headers, _), = _responses(raw_exchange(raw.port, wire))
         assert status == 200 and response_headers["connection"] == "close"
         assert raw.signed("GET", f"/{rb}/{name}").body == b"hello"
 
@@ -165,7 +160,7 @@ def test_an_upgrade_request_s_body_is_read(raw, rb):
 @pytest.mark.parametrize("case", ["two-hosts", "no-host"])
 def test_requests_with_an_ambiguous_host_are_refused(raw, rb, case):
     headers = {"Host": f"127.0.0.1:{raw.port}"}
-    wire = _request("GET", f"/{rb}/k", headers)
+    wire = request_bytes("GET", f"/{rb}/k", headers)
     if case == "two-hosts":
         wire = wire.replace(b"\r\n\r\n", b"\r\nHost: elsewhere.example\r\n\r\n")
     else:
@@ -181,7 +176,7 @@ def test_an_upload_refused_at_once_is_answered_not_reset(raw, connection):
     size = 32 << 20
     headers = {"Host": f"127.0.0.1:{raw.port}", "Content-Length": str(size), "Connection": connection}
     with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as s:
-        s.sendall(_request("PUT", "/no-such-bucket-here/k", headers))
+        s.sendall(request_bytes("PUT", "/no-such-bucket-here/k", headers))
         chunk = b"x" * (1 << 20)
         for _ in range(size // len(chunk)):
             s.sendall(chunk)
@@ -195,7 +190,7 @@ def test_an_upload_refused_at_once_is_answered_not_reset(raw, connection):
 
 
 def test_a_malformed_chunked_body_gets_one_answer(raw):
-    wire = _request("PUT", "/no-such-bucket-here/k", {"Host": f"127.0.0.1:{raw.port}",
+    wire = request_bytes("PUT", "/no-such-bucket-here/k", {"Host": f"127.0.0.1:{raw.port}",
                                                        "Transfer-Encoding": "chunked"}) + b"5\r\nhelloXX0\r\n\r\n"
     answers = _responses(raw_exchange(raw.port, wire))
     assert [(a[0], _code(a[2])) for a in answers] == [(400, "BadRequest")]
@@ -207,7 +202,7 @@ def test_a_chunked_upload_with_large_chunks_is_not_mistaken_for_trailers(raw, rb
     data = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB, one chunk
     headers = sign_v4("PUT", f"{raw.endpoint}/{rb}/big", data, {"Transfer-Encoding": "chunked"},
                       payload="UNSIGNED-PAYLOAD")
-    wire = _request("PUT", f"/{rb}/big", headers, f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n\r\n")
+    wire = request_bytes("PUT", f"/{rb}/big", headers, f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n\r\n")
     with socket.create_connection(("127.0.0.1", raw.port), timeout=10) as s:
         for i in range(0, len(wire), 100_000):
             s.sendall(wire[i:i + 100_000])
@@ -222,8 +217,8 @@ def test_a_chunked_upload_with_large_chunks_is_not_mistaken_for_trailers(raw, rb
 
 def test_a_malformed_body_pipelined_behind_a_request_gets_one_answer(raw, rb):
     url = f"{raw.endpoint}/{rb}/missing"
-    get = _request("GET", f"/{rb}/missing", sign_v4("GET", url))
-    put = _request("PUT", "/no-such-bucket-here/k", {"Host": f"127.0.0.1:{raw.port}",
+    get = request_bytes("GET", f"/{rb}/missing", sign_v4("GET", url))
+    put = request_bytes("PUT", "/no-such-bucket-here/k", {"Host": f"127.0.0.1:{raw.port}",
                                                       "Transfer-Encoding": "chunked"}) + b"5\r\nhelloXX0\r\n\r\n"
     answers = _responses(raw_exchange(raw.port, get + put))
     assert [(a[0], _code(a[2])) for a in answers] == [(404, "NoSuchKey"), (400, "BadRequest")]
@@ -232,7 +227,8 @@ def test_a_malformed_body_pipelined_behind_a_request_gets_one_answer(raw, rb):
 def test_bytes_after_an_upgrade_request_s_body_are_not_read(raw, rb):
     headers = sign_v4("PUT", f"{raw.endpoint}/{rb}/up", b"hello",
                       {"Content-Length": "5", "Connection": "Upgrade", "Upgrade": "h2c"}, payload="UNSIGNED-PAYLOAD")
-    answers = _responses(raw_exchange(raw.port, _request("PUT", f"/{rb}/up", headers, b"hello") + b"garbage\r\n\r\n"))
+    wire = request_bytes("PUT", f"/{rb}/up", headers, b"hello") + b"garbage\r\n\r\n"
+    answers = _responses(raw_exchange(raw.port, wire))
     assert [a[0] for a in answers] == [200]
 
 
@@ -240,7 +236,7 @@ def test_bytes_after_an_upgrade_request_s_body_are_not_read(raw, rb):
 def test_an_http_1_0_client_expecting_100_continue_gets_no_interim_answer(raw, rb):
     """HTTP/1.0 has no 1xx answers: the expectation is ignored, and the body read as it comes."""
     headers = sign_v4("PUT", f"{raw.endpoint}/{rb}/old", b"hello", {"Content-Length": "5", "Expect": "100-continue"})
-    wire = _request("PUT", f"/{rb}/old", headers, b"hello").replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
+    wire = request_bytes("PUT", f"/{rb}/old", headers, b"hello").replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
     data = raw_exchange(raw.port, wire)
     assert data.startswith(b"HTTP/1.0 200"), data[:200]
     assert raw.signed("GET", f"/{rb}/old").body == b"hello"

@@ -31,6 +31,7 @@ from rawhttp import (
     presign_v4,
     raw_exchange,
     read_response,
+    request_bytes,
     sign_v2,
     sign_v4,
 )
@@ -305,11 +306,6 @@ def test_signed_trailer_with_crc32(raw, rb, case):
         assert_absent(raw, rb, "trailer")
 
 
-def _request_bytes(method: str, path: str, headers: dict[str, str]) -> bytes:
-    return (f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-            + "\r\n").encode()
-
-
 @pytest.mark.parametrize("cut", ["mid-chunk", "before-final-chunk", "mid-header"])
 def test_truncated_chunked_body_commits_nothing(raw, rb, cut):
     data = os.urandom(30_000)
@@ -324,7 +320,7 @@ def test_truncated_chunked_body_commits_nothing(raw, rb, cut):
         body = body[: body.rindex(b"0;chunk-signature=") + 10]
     # Content-Length promises the whole encoding; the client then stops sending (half-close).
     headers["Content-Length"] = str(len(aws_chunked(data, 10_000, headers)))
-    reply = raw_exchange(raw.port, _request_bytes("PUT", path, headers) + body)
+    reply = raw_exchange(raw.port, request_bytes("PUT", path, headers) + body)
     if reply:
         assert reply.startswith(b"HTTP/1.1 400"), reply[:300]
         assert b"<Code>IncompleteBody</Code>" in reply
@@ -341,7 +337,7 @@ def test_truncated_plain_body_commits_nothing(raw, rb):
     path = f"/{rb}/k"
     data = os.urandom(100_000)
     headers = sign_v4("PUT", raw.endpoint + path, data, {"Content-Length": str(len(data))})
-    reply = raw_exchange(raw.port, _request_bytes("PUT", path, headers) + data[:50_000])
+    reply = raw_exchange(raw.port, request_bytes("PUT", path, headers) + data[:50_000])
     if reply:
         assert reply.startswith(b"HTTP/1.1 400"), reply[:300]
     assert_absent(raw, rb, "k")
@@ -574,7 +570,7 @@ def test_expect_continue_then_body(raw, rb):
     headers = sign_v4("PUT", raw.endpoint + path, body, {"Expect": "100-continue",
                                                            "Content-Length": str(len(body))})
     with socket.create_connection(("127.0.0.1", raw.port), timeout=5) as s:
-        s.sendall(_request_bytes("PUT", path, headers))
+        s.sendall(request_bytes("PUT", path, headers))
         assert _read_head(s) == b"HTTP/1.1 100 Continue\r\n\r\n"
         s.sendall(body)
         resp = _read_response(s)
@@ -587,11 +583,11 @@ def test_expect_continue_then_body(raw, rb):
 
 def _signed_put(raw, path: str, body: bytes, extra: dict[str, str] | None = None) -> bytes:
     headers = sign_v4("PUT", raw.endpoint + path, body, {"Content-Length": str(len(body)), **(extra or {})})
-    return _request_bytes("PUT", path, headers) + body
+    return request_bytes("PUT", path, headers) + body
 
 
 def _signed_get(raw, path: str) -> bytes:
-    return _request_bytes("GET", path, sign_v4("GET", raw.endpoint + path))
+    return request_bytes("GET", path, sign_v4("GET", raw.endpoint + path))
 
 
 def test_large_bodies_leave_the_connection_usable(raw, rb):
@@ -623,7 +619,7 @@ def _chunked_put(raw, path: str, data: bytes, mode: str, tamper: int | None = No
     signed = mode == "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
     body = aws_chunked(data, 65536, headers, signed=signed, tamper_chunk=tamper,
                        trailer=None if signed else ("x-amz-checksum-crc32", crc32_b64(data)))
-    return _request_bytes("PUT", path, {**headers, "Content-Length": str(len(body))}) + body
+    return request_bytes("PUT", path, {**headers, "Content-Length": str(len(body))}) + body
 
 
 @pytest.mark.parametrize("mode", ["STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"])
@@ -658,7 +654,7 @@ def test_truncated_large_plain_body_commits_nothing(raw, rb):
     path = f"/{rb}/k"
     data = os.urandom(4 * 1024 * 1024)
     headers = sign_v4("PUT", raw.endpoint + path, data, {"Content-Length": str(len(data))})
-    reply = raw_exchange(raw.port, _request_bytes("PUT", path, headers) + data[:3 * 1024 * 1024])
+    reply = raw_exchange(raw.port, request_bytes("PUT", path, headers) + data[:3 * 1024 * 1024])
     if reply:
         assert reply.startswith(b"HTTP/1.1 400"), reply[:300]
     assert_absent(raw, rb, "k")
@@ -711,7 +707,7 @@ def test_expect_continue_refused_without_reading_the_body(raw, rb):
                                                            "Content-Length": str(len(body))},
                       creds=(ROOT[0], "wrong"))
     with socket.create_connection(("127.0.0.1", raw.port), timeout=5) as s:
-        s.sendall(_request_bytes("PUT", path, headers))
+        s.sendall(request_bytes("PUT", path, headers))
         started = time.monotonic()
         resp = _read_response(s)  # the body is never sent
         assert time.monotonic() - started < 2
@@ -726,7 +722,7 @@ def test_expect_continue_refused_by_the_handler_closes(raw, rb):
     body = b"x" * 1000
     headers = sign_v4("PUT", raw.endpoint + path, body, {"Expect": "100-continue", "Content-Length": "1000"})
     with socket.create_connection(("127.0.0.1", raw.port), timeout=5) as s:
-        s.sendall(_request_bytes("PUT", path, headers))
+        s.sendall(request_bytes("PUT", path, headers))
         resp = _read_response(s)
         assert resp.status == 404 and resp.code == "NoSuchBucket"
         assert s.recv(1) == b""
@@ -737,12 +733,12 @@ def test_expect_continue_with_empty_body_keeps_the_connection(raw, rb):
         for key in ("e1", "e2"):
             path = f"/{rb}/{key}"
             headers = sign_v4("PUT", raw.endpoint + path, b"", {"Expect": "100-continue", "Content-Length": "0"})
-            s.sendall(_request_bytes("PUT", path, headers))
+            s.sendall(request_bytes("PUT", path, headers))
             assert _read_head(s) == b"HTTP/1.1 100 Continue\r\n\r\n"
             assert _read_response(s).status == 200
         path = f"/{rb}/e3"
         headers = sign_v4("PUT", raw.endpoint + path, b"abc", {"Content-Length": "3"})
-        s.sendall(_request_bytes("PUT", path, headers) + b"abc")
+        s.sendall(request_bytes("PUT", path, headers) + b"abc")
         assert _read_response(s).status == 200
     assert get(raw, rb, "e3").body == b"abc"
 
@@ -790,7 +786,7 @@ def test_pipelined_requests_are_answered_in_order(raw, rb):
     assert raw.signed("PUT", f"/{rb}/b", b"BBBB").status == 200
     wire = b""
     for key in ("a", "b", "a"):
-        wire += _request_bytes("GET", f"/{rb}/{key}", sign_v4("GET", f"{raw.endpoint}/{rb}/{key}"))
+        wire += request_bytes("GET", f"/{rb}/{key}", sign_v4("GET", f"{raw.endpoint}/{rb}/{key}"))
     with socket.create_connection(("127.0.0.1", raw.port), timeout=5) as s:
         s.sendall(wire)
         bodies = [_read_response(s, "GET").body for _ in range(3)]
@@ -798,7 +794,7 @@ def test_pipelined_requests_are_answered_in_order(raw, rb):
 
 
 def _http10(method: str, path: str, headers: dict[str, str]) -> bytes:
-    return _request_bytes(method, path, headers).replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
+    return request_bytes(method, path, headers).replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
 
 
 def test_http_1_0_clients_get_the_connection_rules_of_1_0(raw, rb):
@@ -826,11 +822,11 @@ def test_not_modified_has_neither_body_nor_length_and_the_connection_goes_on(raw
     url = f"{raw.endpoint}/{rb}/k"
     with socket.create_connection(("127.0.0.1", raw.port), timeout=5) as s:
         conditional = sign_v4("GET", url, headers={"If-None-Match": put.headers["etag"]})
-        s.sendall(_request_bytes("GET", f"/{rb}/k", conditional))
+        s.sendall(request_bytes("GET", f"/{rb}/k", conditional))
         resp = _read_response(s, "GET")
         assert resp.status == 304 and resp.body == b""
         assert "content-length" not in resp.headers and resp.headers["etag"] == put.headers["etag"]
-        s.sendall(_request_bytes("GET", f"/{rb}/k", sign_v4("GET", url)))
+        s.sendall(request_bytes("GET", f"/{rb}/k", sign_v4("GET", url)))
         assert _read_response(s, "GET").body == b"cached"  # nothing stray was left on the connection
 
 
@@ -1089,7 +1085,7 @@ def _slow_upload(port: int, path: str, data: bytes, first: int, before_rest):
     """PUT whose body is sent in two halves with ``before_rest()`` in between; the response, or None."""
     headers = sign_v4("PUT", f"http://127.0.0.1:{port}{path}", data, {"Content-Length": str(len(data))})
     with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-        s.sendall(_request_bytes("PUT", path, headers) + data[:first])
+        s.sendall(request_bytes("PUT", path, headers) + data[:first])
         before_rest()
         try:
             s.sendall(data[first:])
@@ -1167,7 +1163,7 @@ def test_server_stays_responsive_during_a_stalled_upload(raw, rb):
     headers = sign_v4("PUT", raw.endpoint + path, data, {"Content-Length": str(len(data))})
     stalled = socket.create_connection(("127.0.0.1", raw.port), timeout=5)
     try:
-        stalled.sendall(_request_bytes("PUT", path, headers) + data[:1000])
+        stalled.sendall(request_bytes("PUT", path, headers) + data[:1000])
         done = threading.Event()
 
         def others():
@@ -1259,14 +1255,14 @@ def test_metadata_bytes_that_are_not_utf8_do_not_break_reads(raw, rb):
     them as escapes, which orjson refuses to read: the store then reads that row with json). GET and HEAD
     answer with them (sent back as they came)."""
     put = presign_v4("PUT", f"{raw.endpoint}/{rb}/odd", 300).split(str(raw.port), 1)[1]  # host-only signature
-    head = _request_bytes("PUT", put, {"Host": f"127.0.0.1:{raw.port}", "Content-Length": "4",
+    head = request_bytes("PUT", put, {"Host": f"127.0.0.1:{raw.port}", "Content-Length": "4",
                                        "x-amz-meta-note": "plain"})
     with socket.create_connection(("127.0.0.1", raw.port), timeout=5) as s:
         s.sendall(head.replace(b"x-amz-meta-note: plain", b"x-amz-meta-note: caf\xe9 \xff") + b"body")
         assert _read_response(s, "PUT").status == 200
     for method in ("GET", "HEAD"):
         with socket.create_connection(("127.0.0.1", raw.port), timeout=5) as s:
-            s.sendall(_request_bytes(method, f"/{rb}/odd", sign_v4(method, f"{raw.endpoint}/{rb}/odd")))
+            s.sendall(request_bytes(method, f"/{rb}/odd", sign_v4(method, f"{raw.endpoint}/{rb}/odd")))
             data = b""
             while b"\r\n\r\n" not in data:
                 data += s.recv(65536)

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import ROOT
-from rawhttp import sign_v4
+from rawhttp import request_bytes, sign_v4
 
 GiB = 1024**3
 
@@ -24,8 +24,7 @@ def _headers_only(port: int, method: str, target: str, headers: dict[str, str], 
     without the server waiting for the body. Returns (status, code, seconds)."""
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        s.sendall(head.encode())
+        s.sendall(request_bytes(method, target, headers))
         data = b""
         while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"</Error>"):
             chunk = s.recv(65536)
@@ -47,8 +46,7 @@ def test_single_put_over_5_gib_is_refused_before_reading(server, rb, size, code)
         # Exactly 5 GiB is allowed: the server starts reading (and, as no body comes, times out or waits):
         # just check that it does not refuse at once.
         with socket.create_connection(("127.0.0.1", server.port), timeout=1) as s:
-            s.sendall(("PUT " + target + " HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-                       + "\r\n").encode())
+            s.sendall(request_bytes("PUT", target, headers))
             with pytest.raises(TimeoutError):
                 s.recv(100)
         return
@@ -63,8 +61,7 @@ def test_expect_continue_put_over_5_gib_gets_no_100(server, rb):
                                                                  "Expect": "100-continue"},
                       payload="UNSIGNED-PAYLOAD")
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        s.sendall(("PUT " + target + " HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-                   + "\r\n").encode())
+        s.sendall(request_bytes("PUT", target, headers))
         first = s.recv(65536)
     assert first.startswith(b"HTTP/1.1 400"), first[:200]
     assert b"<Code>EntityTooLarge</Code>" in first or b"EntityTooLarge" in first
