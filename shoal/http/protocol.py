@@ -304,11 +304,15 @@ class HttpProtocol(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         log.info("refused a malformed request from %s: %s", self.remote, error.message)
+        request = Request(self, "GET", "", (1, 1), CIMultiDictProxy(CIMultiDict()), False, None, None)
+        self.transport.write(self._error_answer(request, error))
+        self._close_lingering()
+
+    def _error_answer(self, request: Request, error: S3Error) -> bytes:
+        """An S3 error document for something the front end itself refuses; the connection closes after it."""
         response = self.app.connection_error(error)
         response.force_close()
-        request = Request(self, "GET", "", (1, 1), CIMultiDictProxy(CIMultiDict()), False, None, None)
-        self.transport.write(whole(request, response))
-        self._close_lingering()
+        return whole(request, response)
 
     def _close_lingering(self) -> None:
         """Close after what was written, without resetting a client still sending (see CLOSE_LINGER_SECONDS)."""
@@ -474,9 +478,7 @@ class HttpProtocol(asyncio.Protocol):
                 response.prepared = True
         except ValueError:  # a line break in a header
             log.exception("refusing to send a response with a malformed header")
-            error = self.app.connection_error(S3Error("InternalError"))
-            error.force_close()
-            transport.write(whole(request, error))
+            transport.write(self._error_answer(request, S3Error("InternalError")))
             return False
         return True
 
@@ -488,7 +490,7 @@ class HttpProtocol(asyncio.Protocol):
             async with asyncio.timeout(LINGER_SECONDS):
                 while not stream.is_eof() and dropped <= LINGER_BYTES:
                     dropped += len(await stream.readany())
-        except (TimeoutError, ConnectionError, Exception):
+        except Exception:  # timed out, gone, or the rest was malformed
             return False
         return stream.is_eof()
 
