@@ -1,5 +1,5 @@
-"""The metadata store's per-thread cache of object rows (sqlite_meta.get_object): a read never returns what
-was replaced before its request began, whoever replaced it (this worker, another worker, another program)."""
+"""The metadata store's per-thread caches of object and bucket rows (sqlite_meta): a read never returns what was
+replaced before it began, whichever process replaced it (see shoal.storage.changes)."""
 
 from __future__ import annotations
 
@@ -39,33 +39,30 @@ def body_of(store: SqliteMetadataStore, key: str, **kwargs) -> bytes | None:
 def test_a_new_request_sees_what_another_process_committed(stores):
     here, there = stores
     asyncio.run(there.put_object(record("k", b"one")))
-    first, second, third = object(), object(), object()  # three requests' epochs
-    assert body_of(here, "k", epoch=first) == b"one"
-    assert body_of(here, "k", epoch=first) == b"one"  # cached now
+    assert body_of(here, "k") == b"one"
+    assert body_of(here, "k") == b"one"  # cached now
     asyncio.run(there.put_object(record("k", b"two")))
-    assert body_of(here, "k", epoch=second) == b"two"
-    assert body_of(here, "k") == b"two"  # no epoch: checked at the read itself
+    assert body_of(here, "k") == b"two"
+    assert body_of(here, "k") == b"two"
     asyncio.run(there.put_object(record("k", b"three")))
     assert body_of(here, "k") == b"three"
     # A key that was missing, then created elsewhere; and one deleted elsewhere.
-    assert body_of(here, "new", epoch=third) is None
+    assert body_of(here, "new") is None
     asyncio.run(there.put_object(record("new", b"made")))
     asyncio.run(there.delete_version("bkt", "k", "null"))
-    assert body_of(here, "new", epoch=object()) == b"made"
-    assert body_of(here, "k", epoch=object()) is None
+    assert body_of(here, "new") == b"made"
+    assert body_of(here, "k") is None
 
 
 def test_a_request_reads_its_own_writes(stores):
-    """A write ends the request's epoch: the next read checks again, even with the same epoch."""
     here, _ = stores
-    epoch = object()
 
     async def request() -> list[bytes | None]:
-        seen = [body_of(here, "k", epoch=epoch)]
+        seen = [body_of(here, "k")]
         await here.put_object(record("k", b"mine"))
-        seen.append(body_of(here, "k", epoch=epoch))
+        seen.append(body_of(here, "k"))
         await here.delete_version("bkt", "k", "null")
-        seen.append(body_of(here, "k", epoch=epoch))
+        seen.append(body_of(here, "k"))
         return seen
 
     assert asyncio.run(request()) == [None, b"mine", None]
@@ -84,24 +81,22 @@ def test_named_versions_are_cached_apart_and_follow_changes(stores):
 
     old, new = asyncio.run(versions())
     assert (old, new) != ("null", "null") and old != new
-    assert [body_of(here, "k", version_id=v, epoch=object()) for v in (old, new, None)] == [b"v1", b"v2", b"v2"]
+    assert [body_of(here, "k", version_id=v) for v in (old, new, None)] == [b"v1", b"v2", b"v2"]
     asyncio.run(there.delete_version("bkt", "k", new))
-    epoch = object()
-    assert [body_of(here, "k", version_id=v, epoch=epoch) for v in (old, new, None)] == [b"v1", None, b"v1"]
+    assert [body_of(here, "k", version_id=v) for v in (old, new, None)] == [b"v1", None, b"v1"]
     asyncio.run(there.update_object_meta("bkt", "k", old, {"tags": [["a", "b"]]}))
-    assert here.get_object("bkt", "k", old, epoch=object()).meta["tags"] == [["a", "b"]]
+    assert here.get_object("bkt", "k", old).meta["tags"] == [["a", "b"]]
 
 
 def test_callers_get_records_of_their_own(stores):
     """The cache keeps rows, not records: a caller that changes the record it got changes nothing for the next."""
     here, _ = stores
     asyncio.run(here.put_object(record("k", b"x")))
-    epoch = object()
-    got = here.get_object("bkt", "k", epoch=epoch)
+    got = here.get_object("bkt", "k")
     got.meta["user"]["n"] = "changed"
     got.meta["extra"] = 1
     got.segments.append(None)
-    again = here.get_object("bkt", "k", epoch=epoch)
+    again = here.get_object("bkt", "k")
     assert again is not got
     assert again.meta == {"user": {"n": "x"}} and again.segments == []
 
@@ -117,39 +112,79 @@ def test_the_cache_stays_within_its_byte_bound(stores):
         await asyncio.gather(*(here.put_object(record(f"big{i}", big)) for i in range(400)))
 
     asyncio.run(fill())
-    epoch = object()
     for i in range(400):
-        assert body_of(here, f"big{i}", epoch=epoch) == big
+        assert body_of(here, f"big{i}") == big
         assert here._local.object_cache_bytes <= sqlite_meta._OBJECT_CACHE_BYTES
     assert 0 < len(here._local.object_cache) < 400
 
 
-def test_a_get_that_retries_reads_past_its_request_epoch(tmp_path):
-    """A GET whose blob is gone when it opens it (the object was replaced, its old blob collected, between the
-    metadata read and the open) reads the metadata again. Within the request's epoch that read would come from
-    the cache, the replaced row again; the retry (recheck) reads what the store holds now."""
-    import os
+def test_bucket_records_follow_changes_made_elsewhere(stores):
+    """Bucket records stay cached across object writes, and are read again after a bucket change, wherever it
+    was committed."""
+    here, there = stores
+    cached = here.get_bucket("bkt")
+    assert cached.config == {}
+    asyncio.run(there.put_object(record("k", b"x")))
+    assert body_of(here, "k") == b"x"  # the object cache was emptied...
+    assert here.get_bucket("bkt") is cached  # ...and the bucket's record kept
+    asyncio.run(there.set_bucket_config("bkt", "versioning", "Enabled"))
+    assert here.get_bucket("bkt").config == {"versioning": "Enabled"}
+    asyncio.run(there.delete_version("bkt", "k", "null"))
+    asyncio.run(there.delete_bucket("bkt"))
+    assert here.get_bucket("bkt") is None
+    there.create_bucket_sync(Bucket("bkt", "someone-else", time.time()))
+    assert here.get_bucket("bkt").owner == "someone-else"
 
-    from shoal.auth.identities import Identity, IdentityStore
-    from shoal.s3 import context, objects
-    from shoal.s3.service import S3Service
-    from shoal.storage.engine import Storage
 
-    storage = Storage.open_local(str(tmp_path))
-    other = SqliteMetadataStore(os.path.join(str(tmp_path), ".shoal", "meta.sqlite3"))  # another worker's
-    owner = Identity("AKOWNER", "secret", "owner", "owner")
-    svc = S3Service(storage, IdentityStore())
-    token = context.current.set(context.RequestContext())  # one request
+def test_a_row_read_just_before_a_commit_is_not_kept(stores):
+    """A reader may fill its cache between a writer's first bump and its COMMIT, with the row as it was: the bump
+    after the COMMIT makes it read again."""
+    import threading
+
+    here, there = stores
+    asyncio.run(there.put_object(record("k", b"old")))
+    bump = there._changes.bump
+    committing, read = threading.Event(), threading.Event()
+
+    def bump_then_wait(buckets: bool) -> None:
+        bump(buckets)
+        if not committing.is_set():  # the bump before COMMIT: hold the commit while this thread reads
+            committing.set()
+            read.wait(10)
+
+    there._changes.bump = bump_then_wait
+    writer = threading.Thread(target=asyncio.run, args=(there.put_object(record("k", b"new")),))
+    writer.start()
     try:
-        storage.meta.create_bucket_sync(Bucket("bkt", "owner", time.time()))
-        asyncio.run(other.put_object(record("k", b"old")))
-        assert objects.head_object(svc, owner, "bkt", "k").inline == b"old"
-        asyncio.run(other.put_object(record("k", b"new")))  # committed by the other process mid-request
-        assert objects.head_object(svc, owner, "bkt", "k", recheck=True).inline == b"new"
+        assert committing.wait(10)
+        assert body_of(here, "k") == b"old"  # read, and cached, before the COMMIT
     finally:
-        context.current.reset(token)
-        other.close()
-        storage.close()
+        read.set()
+        writer.join(10)
+    assert body_of(here, "k") == b"new"
+
+
+def test_opening_a_store_empties_the_others_caches(tmp_path):
+    """A process that opens the store bumps the counters: a worker killed between its commit and the bump after
+    it cannot leave the others' caches stale past its restart. Seen here with rows changed under the counters'
+    back (straight through SQLite), which only the bump at open can reveal."""
+    import sqlite3
+
+    path = str(tmp_path / "meta.sqlite3")
+    here = SqliteMetadataStore(path)
+    try:
+        here.create_bucket_sync(Bucket("bkt", "owner", time.time()))
+        asyncio.run(here.put_object(record("k", b"old")))
+        assert body_of(here, "k") == b"old" and here.get_bucket("bkt").owner == "owner"
+        behind = sqlite3.connect(path, isolation_level=None)
+        behind.execute("UPDATE versions SET inline=? WHERE key='k'", (b"new",))
+        behind.execute("UPDATE buckets SET owner='changed'")
+        behind.close()
+        assert body_of(here, "k") == b"old"  # cached: nothing told this store
+        SqliteMetadataStore(path).close()
+        assert body_of(here, "k") == b"new" and here.get_bucket("bkt").owner == "changed"
+    finally:
+        here.close()
 
 
 def test_every_worker_serves_the_newest_body_at_once(make_server):

@@ -20,7 +20,6 @@ class RequestContext:
     query: dict[str, str] = field(default_factory=dict)
     signature_version: str | None = None  # "AWS4-HMAC-SHA256" or "AWS" (V2); None when anonymous
     auth_type: str | None = None  # "REST-HEADER", "REST-QUERY-STRING", "POST"
-    buckets: dict = field(default_factory=dict)  # bucket records already read by this request (see S3Service)
     first_write_taken: bool = False  # see first_write()
 
 

@@ -15,7 +15,7 @@ from shoal import read_budget
 from shoal.auth.identities import Identity
 from shoal.crypto import blocks
 from shoal.errors import S3Error
-from shoal.s3 import access, access_settings, checksums, context, integrity, object_lock, sse
+from shoal.s3 import access, access_settings, checksums, integrity, object_lock, sse
 from shoal.s3.conditions import Conditions, evaluate, failed_condition
 from shoal.s3.ingest import MAX_PUT_SIZE, Body, Ingested, check_content_md5, ingest
 from shoal.s3.names import check_key, check_version_id
@@ -219,17 +219,11 @@ def head_object(
     conditions: Conditions | None = None,
     version_id: str | None = None,
     action: str | None = None,
-    recheck: bool = False,
 ) -> ObjectRecord:
-    """The version a GET or HEAD reads (or ``action`` is about), after access and precondition checks.
-
-    ``recheck``: read what the store holds now, not what it held when this request's reads began (a GET whose
-    blob was gone when it opened it, because the object was replaced meanwhile, retries with it)."""
+    """The version a GET or HEAD reads (or ``action`` is about), after access and precondition checks."""
     bucket = svc.existing_bucket(bucket_name)
     check_version_id(version_id)
-    # Read in the request's epoch: the bucket lookup above checked the store for changes a moment ago.
-    epoch = None if recheck else context.current.get()
-    record = svc.storage.meta.get_object(bucket_name, key, version_id, epoch=epoch)
+    record = svc.storage.meta.get_object(bucket_name, key, version_id)
     action = action or ("s3:GetObjectVersion" if version_id else "s3:GetObject")
     if record is None:
         # As S3: a caller who may list the bucket learns that the key is missing (a listing would tell it

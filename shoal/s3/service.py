@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from shoal.auth.identities import Identity, IdentityStore
 from shoal.crypto.keys import KeyService
 from shoal.errors import S3Error
-from shoal.s3 import access, context
+from shoal.s3 import access
 from shoal.s3.names import check_bucket_name
 from shoal.storage.engine import Storage
 from shoal.storage.errors import BucketNotEmptyError
@@ -46,17 +46,8 @@ class S3Service:
     # -- lookups used by every operation ----------------------------------------------------------------
 
     def lookup_bucket(self, name: str) -> Bucket | None:
-        """The bucket record, read once per request: the access check, the version and expiration headers of
-        one GET all need it. Outside a request (start-up, background work) every call reads the store."""
-        ctx = context.current.get()
-        if ctx is None:
-            return self.storage.meta.get_bucket(name)
-        bucket = ctx.buckets.get(name)
-        if bucket is None:
-            bucket = self.storage.meta.get_bucket(name, epoch=ctx)  # one freshness check per request
-            if bucket is not None:
-                ctx.buckets[name] = bucket
-        return bucket
+        """The bucket record (the metadata store caches it until a bucket changes)."""
+        return self.storage.meta.get_bucket(name)
 
     def existing_bucket(self, name: str) -> Bucket:
         bucket = self.lookup_bucket(name)

@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from shoal.storage import faults
+from shoal.storage import changes, faults
 from shoal.storage.errors import BucketNotEmptyError, NoSuchUploadError, PreconditionError
 from shoal.storage.records import NEW_VERSION, Bucket, ObjectRecord, Part, Segment, Upload
 
@@ -108,10 +108,8 @@ CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, crc64 TEXT, size INTEGER)
 -- drops the reference, so a crash can delay freeing space but never lose track of it.
 CREATE TABLE IF NOT EXISTS garbage (id TEXT PRIMARY KEY) WITHOUT ROWID;
 
--- Counters other processes (workers) watch: 'buckets' goes up with every change to the buckets table, so a
--- cached bucket record stays valid for as long as the counter has not moved (see get_bucket).
-CREATE TABLE IF NOT EXISTS generations (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-INSERT OR IGNORE INTO generations(name, value) VALUES ('buckets', 0);
+-- Bucket changes were once counted here; shoal.storage.changes counts them now.
+DROP TABLE IF EXISTS generations;
 """
 
 _OBJECT_COLUMNS = "bucket, key, version_id, size, etag, mtime, delete_marker, meta, segments, seq, is_latest"
@@ -181,6 +179,10 @@ def _listed(rows: Iterable[tuple]) -> Iterator[ObjectRecord]:
                            row[8], bool(row[9]))
 
 
+class _Connection(sqlite3.Connection):
+    buckets_changed = False  # set by a write that changed a bucket record, in the transaction under way
+
+
 class SqliteMetadataStore:
     def __init__(self, path: str, *, durable: bool = True) -> None:
         self._path = path
@@ -209,13 +211,21 @@ class SqliteMetadataStore:
         self._here_conn.execute("PRAGMA wal_autocheckpoint=0")
         self._lock_fd = os.open(path + ".writer-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._gate_fd = os.open(path + ".writer-gate", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._changes = changes.ChangeCounters(path + ".changes")
+        self._counts = self._changes.values  # read by every cached read (see _fresh_reader)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            self._changes.bump(buckets=True)  # see shoal.storage.changes
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._writer.start()
 
     # -- connections -------------------------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
+    def _connect(self) -> _Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30,
+                               factory=_Connection)
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: the WAL is fsync'd at every commit, so an acknowledged write survives power loss.
         conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
@@ -227,36 +237,30 @@ class SqliteMetadataStore:
         if conn is None:
             local = self._local
             conn = local.conn = self._connect()
-            local.data_version = None  # PRAGMA data_version when this thread's caches were last checked
-            local.epoch = None  # the reads (one request) that this check serves: see _fresh_reader
-            local.bucket_generation = None
+            local.commits_seen = None  # the change counters when this thread's caches were last checked
+            local.buckets_seen = None
             local.bucket_cache = {}
             local.object_cache = {}
             local.object_cache_bytes = 0
         return conn
 
-    def _fresh_reader(self, epoch: object | None) -> sqlite3.Connection:
-        """This thread's read connection, its caches emptied if anything was committed since they were filled.
-
-        Checking costs one ``PRAGMA data_version``, which moves when another connection (this process's writer
-        or another worker's) committed. Reads that share an ``epoch`` (the S3 layer passes its per-request
-        context) share one check: they may return what was committed when the epoch's first read ran, a moment
-        inside the request, as if the request had read everything then. This thread's own writes end the epoch
-        (see _write), so a request always reads what it wrote itself. With no epoch every read checks."""
+    def _fresh_reader(self) -> sqlite3.Connection:
+        """This thread's read connection, its caches emptied if anything was committed since they were filled
+        (by any process: see shoal.storage.changes). The counters are read before any row, so a row cached
+        under a count was read no earlier than the count."""
         local = self._local
         conn = getattr(local, "conn", None) or self._reader()
-        if epoch is None or epoch is not local.epoch:
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
-            if version != local.data_version:
-                if local.object_cache:
-                    local.object_cache = {}
-                    local.object_cache_bytes = 0
-                generation = conn.execute("SELECT value FROM generations WHERE name='buckets'").fetchone()[0]
-                if generation != local.bucket_generation:
-                    local.bucket_cache = {}
-                    local.bucket_generation = generation
-                local.data_version = version
-            local.epoch = epoch
+        counts = self._counts
+        commits = counts[changes.COMMITS]
+        if commits != local.commits_seen:
+            local.commits_seen = commits
+            if local.object_cache:
+                local.object_cache = {}
+                local.object_cache_bytes = 0
+            buckets = counts[changes.BUCKETS]
+            if buckets != local.buckets_seen:
+                local.bucket_cache = {}
+                local.buckets_seen = buckets
         return conn
 
     def close(self) -> None:
@@ -265,6 +269,8 @@ class SqliteMetadataStore:
         self._writer.join(timeout=10)
         with self._mutex:
             self._here_conn.close()
+        self._counts = None
+        self._changes.close()
 
     # -- the writer thread -------------------------------------------------------------------------------
 
@@ -277,10 +283,7 @@ class SqliteMetadataStore:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.put((fn, args, future, loop))
-        try:
-            return await future
-        finally:
-            self._local.epoch = None  # this thread's next read checks for the change (see _fresh_reader)
+        return await future
 
     async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(conn, *args)`` on the writer thread, inside its transaction (for sibling modules' tables)."""
@@ -322,7 +325,6 @@ class SqliteMetadataStore:
                 if conn.in_transaction:  # something escaped _in_transaction (which commits or rolls back)
                     conn.rollback()
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                self._local.epoch = None  # as in _write
             self._here_streak += 1
             self.writes += error is None
             self.commits_here += error is None  # a failed write's transaction was rolled back
@@ -338,7 +340,6 @@ class SqliteMetadataStore:
         box: list[Any] = []
         self._queue.put((fn, args, (box, done), None))
         done.wait()
-        self._local.epoch = None  # as in _write
         result, error = box
         if error is not None:
             raise error
@@ -401,13 +402,12 @@ class SqliteMetadataStore:
         finally:
             fcntl.flock(self._gate_fd, fcntl.LOCK_UN)
 
-    @classmethod
-    def _run_batch(cls, conn: sqlite3.Connection, batch: list) -> list[tuple[Any, BaseException | None]]:
+    def _run_batch(self, conn: _Connection, batch: list) -> list[tuple[Any, BaseException | None]]:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except Exception as exc:
-            return cls._failed(conn, batch, exc)  # (rolled back: a connection left in a transaction starts clean)
-        return cls._in_transaction(conn, batch)
+            return self._failed(conn, batch, exc)  # (rolled back: a connection left in a transaction starts clean)
+        return self._in_transaction(conn, batch)
 
     @staticmethod
     def _failed(conn: sqlite3.Connection, batch: list, exc: Exception) -> list[tuple[Any, BaseException | None]]:
@@ -419,10 +419,11 @@ class SqliteMetadataStore:
             pass
         return [(None, exc) for _ in batch]
 
-    @classmethod
-    def _in_transaction(cls, conn: sqlite3.Connection, batch: list) -> list[tuple[Any, BaseException | None]]:
+    def _in_transaction(self, conn: _Connection, batch: list) -> list[tuple[Any, BaseException | None]]:
         """Run the batch's writes in the transaction just begun, and commit it."""
         results: list[tuple[Any, BaseException | None]] = []
+        bump = self._changes.bump
+        conn.buckets_changed = False
         # A write alone in its transaction needs no savepoint: if it fails, the whole transaction is rolled
         # back. That saves two statements on every write that arrives with nobody else waiting (each PUT at c=1).
         alone = len(batch) == 1
@@ -444,20 +445,21 @@ class SqliteMetadataStore:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     results.append((None, exc))
+            bump(conn.buckets_changed)  # before and after: see shoal.storage.changes
             conn.execute("COMMIT")
         except Exception as exc:  # the commit itself failed: nothing in the batch happened
-            return cls._failed(conn, batch, exc)
+            return self._failed(conn, batch, exc)
+        bump(conn.buckets_changed)
         return results
 
     # -- buckets -----------------------------------------------------------------------------------------
 
-    def get_bucket(self, name: str, epoch: object | None = None) -> Bucket | None:
+    def get_bucket(self, name: str) -> Bucket | None:
         """The bucket's record (shared: callers must not mutate it), from a per-thread cache.
 
-        Every request reads its bucket, and the records rarely change, so they are cached for as long as the
-        'buckets' generation stays put: checked with the object cache (see _fresh_reader), plus one primary-key
-        read when anything was committed."""
-        conn = self._fresh_reader(epoch)
+        Every request reads its bucket, and the records rarely change, so they are cached until a commit changes
+        a bucket (see _fresh_reader)."""
+        conn = self._fresh_reader()
         local = self._local
         cache: dict[str, Bucket | None] = local.bucket_cache
         try:
@@ -493,15 +495,13 @@ class SqliteMetadataStore:
 
     # -- objects -----------------------------------------------------------------------------------------
 
-    def get_object(
-        self, bucket: str, key: str, version_id: str | None = None, epoch: object | None = None
-    ) -> ObjectRecord | None:
+    def get_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectRecord | None:
         """The latest version (possibly a delete marker), or the named version.
 
         Rows are cached per thread until anything is committed (see _fresh_reader): repeated GETs of data that
         does not change skip the SELECT, most of a metadata read's cost. The cache holds the row as SQLite
         returned it, immutable, and each call decodes a record of its own that the caller may change."""
-        conn = self._fresh_reader(epoch)
+        conn = self._fresh_reader()
         local = self._local
         cache = local.object_cache
         lookup = (bucket, key, version_id)
@@ -746,9 +746,9 @@ def _create_bucket(conn: sqlite3.Connection, b: Bucket) -> bool:
     return cur.rowcount == 1
 
 
-def _buckets_changed(conn: sqlite3.Connection) -> None:
-    """In the transaction that changes the buckets table: invalidates every cached bucket record."""
-    conn.execute("UPDATE generations SET value = value + 1 WHERE name='buckets'")
+def _buckets_changed(conn: _Connection) -> None:
+    """In the transaction that changes the buckets table: its commit invalidates every cached bucket record."""
+    conn.buckets_changed = True
 
 
 def _delete_bucket(conn: sqlite3.Connection, name: str) -> None:

@@ -258,8 +258,7 @@ async def get_object(svc: S3Service, req: S3Request) -> StreamResponse:
     if part_number is not None and req.headers.get("Range"):
         raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
     for attempt in range(5):
-        record = objects.head_object(svc, req.identity, req.bucket, req.key, conditions(req), q.get("versionId"),
-                                     recheck=attempt > 0)
+        record = objects.head_object(svc, req.identity, req.bucket, req.key, conditions(req), q.get("versionId"))
         dek = sse.open_key(svc, record.meta.get("e"), customer)
         status = 200
         headers = object_headers(record, req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED")
