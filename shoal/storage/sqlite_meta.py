@@ -183,11 +183,23 @@ class _Connection(sqlite3.Connection):
     buckets_changed = False  # set by a write that changed a bucket record, in the transaction under way
 
 
+class _ThreadReads(threading.local):
+    """Each reading thread's connection and caches (see SqliteMetadataStore._fresh)."""
+
+    def __init__(self) -> None:
+        self.conn: sqlite3.Connection | None = None
+        self.commits_seen: int | None = None  # the change counters when the caches were last checked
+        self.buckets_seen: int | None = None
+        self.bucket_cache: dict[str, Bucket | None] = {}
+        self.object_cache: dict[tuple, tuple | None] = {}
+        self.object_cache_bytes = 0
+
+
 class SqliteMetadataStore:
     def __init__(self, path: str, *, durable: bool = True) -> None:
         self._path = path
         self._durable = durable
-        self._local = threading.local()
+        self._local = _ThreadReads()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         # Writes on the event loop's thread (see _write_here): quiet() is the front end's "this write may" (the
         # first of a request alone); the mutex keeps them and the writer thread's batches apart in this process.
@@ -212,7 +224,7 @@ class SqliteMetadataStore:
         self._lock_fd = os.open(path + ".writer-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._gate_fd = os.open(path + ".writer-gate", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._changes = changes.ChangeCounters(path + ".changes")
-        self._counts = self._changes.values  # read by every cached read (see _fresh_reader)
+        self._counts = self._changes.values  # read by every cached read (see _fresh)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
             self._changes.bump(buckets=True)  # see shoal.storage.changes
@@ -233,23 +245,16 @@ class SqliteMetadataStore:
         return conn
 
     def _reader(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
+        conn = self._local.conn
         if conn is None:
-            local = self._local
-            conn = local.conn = self._connect()
-            local.commits_seen = None  # the change counters when this thread's caches were last checked
-            local.buckets_seen = None
-            local.bucket_cache = {}
-            local.object_cache = {}
-            local.object_cache_bytes = 0
+            conn = self._local.conn = self._connect()
         return conn
 
-    def _fresh_reader(self) -> sqlite3.Connection:
-        """This thread's read connection, its caches emptied if anything was committed since they were filled
-        (by any process: see shoal.storage.changes). The counters are read before any row, so a row cached
-        under a count was read no earlier than the count."""
+    def _fresh(self) -> _ThreadReads:
+        """This thread's reads, their caches emptied if anything was committed since they were filled (by any
+        process: see shoal.storage.changes). The counters are read before any row, so a row cached under a count
+        was read no earlier than the count."""
         local = self._local
-        conn = getattr(local, "conn", None) or self._reader()
         counts = self._counts
         commits = counts[changes.COMMITS]
         if commits != local.commits_seen:
@@ -261,7 +266,7 @@ class SqliteMetadataStore:
             if buckets != local.buckets_seen:
                 local.bucket_cache = {}
                 local.buckets_seen = buckets
-        return conn
+        return local
 
     def close(self) -> None:
         self.quiet = None  # no more writes on the caller's thread
@@ -458,15 +463,13 @@ class SqliteMetadataStore:
         """The bucket's record (shared: callers must not mutate it), from a per-thread cache.
 
         Every request reads its bucket, and the records rarely change, so they are cached until a commit changes
-        a bucket (see _fresh_reader)."""
-        conn = self._fresh_reader()
-        local = self._local
-        cache: dict[str, Bucket | None] = local.bucket_cache
+        a bucket (see _fresh)."""
+        cache: dict[str, Bucket | None] = self._fresh().bucket_cache
         try:
             return cache[name]
         except KeyError:
             pass
-        row = conn.execute(
+        row = self._reader().execute(
             "SELECT name, owner, created, region, config FROM buckets WHERE name=?", (name,)
         ).fetchone()
         bucket = None if row is None else Bucket(row[0], row[1], row[2], row[3], json.loads(row[4]))
@@ -498,15 +501,15 @@ class SqliteMetadataStore:
     def get_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectRecord | None:
         """The latest version (possibly a delete marker), or the named version.
 
-        Rows are cached per thread until anything is committed (see _fresh_reader): repeated GETs of data that
-        does not change skip the SELECT, most of a metadata read's cost. The cache holds the row as SQLite
-        returned it, immutable, and each call decodes a record of its own that the caller may change."""
-        conn = self._fresh_reader()
-        local = self._local
+        Rows are cached per thread until anything is committed (see _fresh): repeated GETs of data that does not
+        change skip the SELECT, most of a metadata read's cost. The cache holds the row as SQLite returned it,
+        immutable, and each call decodes a record of its own that the caller may change."""
+        local = self._fresh()
         cache = local.object_cache
         lookup = (bucket, key, version_id)
         row = cache.get(lookup, _UNCACHED)
         if row is _UNCACHED:
+            conn = self._reader()
             if version_id is None:
                 row = conn.execute(
                     f"SELECT {_OBJECT_COLUMNS}, inline FROM versions WHERE bucket=? AND key=? AND is_latest=1",
