@@ -186,7 +186,7 @@ def test_parse_authorization_fuzzed_prefix(rest):
 
 
 class _Protocol:
-    """What aiohttp's StreamReader (the body stream) needs from its protocol."""
+    """What the body stream (shoal.http.stream) needs from its connection."""
 
     connected = True
     _reading_paused = False
@@ -242,7 +242,7 @@ def decode_chunked(encoded: bytes, cuts: list[int], *, signed: bool, trailer: bo
     ``into``, with readinto() of a buffer that size (as uploads of a declared length do); raises what it raises.
     ``wire``: the encoded length the request declared (Content-Length), so the body is received in fills of its
     own (at most ``fill`` bytes each) rather than read from the stream as it comes."""
-    from aiohttp import StreamReader
+    from shoal.http.stream import BodyStream
 
     if fill is not None:
         saved = body_module.MAX_READ, body_module.MIN_FILL
@@ -253,7 +253,7 @@ def decode_chunked(encoded: bytes, cuts: list[int], *, signed: bool, trailer: bo
             body_module.MAX_READ, body_module.MIN_FILL = saved
 
     async def run():
-        stream = StreamReader(_Protocol(), 2**16, loop=asyncio.get_running_loop())  # type: ignore[arg-type]
+        stream = BodyStream(_Protocol(), 2**16, asyncio.get_running_loop())
         signer = ChunkSigner(_key(), AMZ_DATE, SCOPE, SEED) if signed else None
         body = ChunkedBody(stream, length, signer, trailer, _Continue(None, False), wire)
         points = sorted({c for c in cuts if 0 < c < len(encoded)})
@@ -344,17 +344,16 @@ def test_chunked_readinto_fills_across_deliveries(into, signed, fill):
 
 @pytest.mark.parametrize("view_size", [1, 1000, 100_000])
 def test_plain_body_readinto_takes_no_more_than_fits(view_size):
-    """A plain body read through aiohttp's stream (no direct receive: here no transport) fills each buffer with
+    """A plain body read through its stream (no direct receive: here no transport) fills each buffer with
     at most what fits, although the stream holds more (it raised ValueError, and an aws-chunked body's fills
     read this way)."""
-    from aiohttp import StreamReader
-
     from shoal.http.body import PlainBody
+    from shoal.http.stream import BodyStream
 
     data = random.Random(view_size).randbytes(300_000)
 
     async def run():
-        stream = StreamReader(_Protocol(), 2**16, loop=asyncio.get_running_loop())  # type: ignore[arg-type]
+        stream = BodyStream(_Protocol(), 2**16, asyncio.get_running_loop())
         stream.feed_data(data)
         stream.feed_eof()
         body = PlainBody(stream, len(data), None, _Continue(None, False))

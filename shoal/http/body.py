@@ -14,10 +14,9 @@ import collections
 import hashlib
 import weakref
 
-from aiohttp import StreamReader
-
 from shoal.auth import sigv4
 from shoal.errors import S3Error
+from shoal.http.stream import BodyStream
 from shoal.lanes import Lane, Work, finished
 
 MAX_READ = 1 << 20
@@ -71,7 +70,7 @@ async def _within(timeout: float | None, awaitable):
         raise S3Error("RequestTimeout") from None
 
 
-async def _read_some(stream: StreamReader, n: int, timeout: float | None) -> bytes:
+async def _read_some(stream: BodyStream, n: int, timeout: float | None) -> bytes:
     """Up to ``n`` bytes: those already received at once (no timer to arm: most small bodies arrive with their
     headers), otherwise waiting at most ``timeout`` for more."""
     data = stream.read_nowait(n)
@@ -95,7 +94,7 @@ class EmptyBody:
 class _Receiver(asyncio.BufferedProtocol):
     """Takes the connection over from its protocol (shoal.http.protocol) for the rest of a plain body, so the
     kernel copies the bytes straight into the caller's buffer (``recv_into``): no per-read ``bytes`` objects, no
-    pass through the parser, no queue in the body's StreamReader. Those cost most of the event loop's time on a
+    pass through the parser, no queue in the body's stream. Those cost most of the event loop's time on a
     large upload, and freshly mapped memory for every 256 KiB received; here only the caller's (reused, bounded)
     buffers ever hold body bytes.
 
@@ -226,7 +225,7 @@ class _Receiver(asyncio.BufferedProtocol):
 
 class PlainBody:
     def __init__(
-        self, stream: StreamReader, length: int | None, expected_sha256: str | None, send_continue: _Continue
+        self, stream: BodyStream, length: int | None, expected_sha256: str | None, send_continue: _Continue
     ) -> None:
         self.length = length  # None: HTTP chunked transfer, read to the end of the stream
         self._stream = stream
@@ -243,7 +242,7 @@ class PlainBody:
         """Bytes of the body not yet read (for a body of known length)."""
         return self._remaining
 
-    async def begin_raw(self) -> StreamReader:
+    async def begin_raw(self) -> BodyStream:
         """The stream itself, for a handler that parses the body on its own (HTML form uploads); asks a client
         waiting for ``100 Continue`` to send it. Neither ``read`` nor the payload hash apply then."""
         await self._continue()
@@ -467,7 +466,7 @@ class ChunkedBody:
 
     def __init__(
         self,
-        stream: StreamReader,
+        stream: BodyStream,
         decoded_length: int | None,
         signer: ChunkSigner | None,
         expect_trailer: bool,

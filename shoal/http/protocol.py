@@ -25,13 +25,13 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 import httptools
-from aiohttp import StreamReader
 from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from shoal.errors import S3Error
 from shoal.http.request import Request
 from shoal.http.response import Response, StreamResponse, head, whole
+from shoal.http.stream import BodyStream
 
 if TYPE_CHECKING:
     from shoal.http.app import S3App
@@ -88,18 +88,18 @@ class HttpProtocol(asyncio.Protocol):
         self._raw: list[bytes] = []  # the request's header names and values, alternating, as received
         self._in_head = False  # in a request's head, or in a chunked body's trailer section (bytes counted)
         self._trailers = False  # the head is complete: header callbacks now bring a chunked body's trailers
-        self._upgrade_body: tuple[StreamReader, bool, int | None] | None = None  # see data_received
-        self._refused_body: StreamReader | None = None  # the body a refusal is about: its request gets no answer
+        self._upgrade_body: tuple[BodyStream, bool, int | None] | None = None  # see data_received
+        self._refused_body: BodyStream | None = None  # the body a refusal is about: its request gets no answer
         self._dropped: int | None = None  # bytes read and dropped while closing (None: not closing so)
         self._eof = False  # the client sent its FIN
         self._linger_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
-        self._stream: StreamReader | None = None  # the body being received
+        self._stream: BodyStream | None = None  # the body being received
         self._task: asyncio.Task | None = None  # serving requests, while there are any
         self._pending: deque[Request] = deque()  # parsed while another was served
         self._refusal: S3Error | None = None  # a malformed request, answered after those before it
         self._last = False  # no request after the current one is read (closing, or the parser was given up)
-        self._reading_paused = False  # by the body stream's flow control (aiohttp's StreamReader asks)
+        self._reading_paused = False  # by the body stream's flow control (see shoal.http.stream)
         self._held = False  # reading stopped for our own reasons (a request pending, closing)
         self._transport_paused = False
         self.requests = 0  # heads received (the idle sweep sees whether any came since its last look)
@@ -387,7 +387,7 @@ class HttpProtocol(asyncio.Protocol):
                 length = int(value)  # llhttp has checked it: digits, and one value
         stream = None
         if chunked or length:
-            stream = self._stream = StreamReader(self, STREAM_LIMIT, loop=self.loop)  # type: ignore[arg-type]
+            stream = self._stream = BodyStream(self, STREAM_LIMIT, self.loop)
         upgrade = parser.should_upgrade()
         if upgrade and stream is not None:
             self._upgrade_body = (stream, chunked, length)  # received past llhttp: see data_received

@@ -1,16 +1,16 @@
 """One HTTP request as the front end (shoal.http.protocol) hands it to the app: its head, parsed, and its body as a
-stream (aiohttp's StreamReader, fed by the connection)."""
+stream (shoal.http.stream, fed by the connection)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aiohttp import StreamReader
 from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDictProxy
 
 if TYPE_CHECKING:
     from shoal.http.protocol import HttpProtocol
+    from shoal.http.stream import BodyStream
 
 
 class Request:
@@ -28,7 +28,7 @@ class Request:
     )
 
     def __init__(self, protocol: HttpProtocol, method: str, raw_path: str, version: tuple[int, int],
-                 headers: CIMultiDictProxy[str], keep_alive: bool, content: StreamReader | None,
+                 headers: CIMultiDictProxy[str], keep_alive: bool, content: BodyStream | None,
                  content_length: int | None) -> None:
         self.protocol = protocol
         self.method = method
@@ -36,7 +36,7 @@ class Request:
         self.version = version
         self.headers = headers
         self.keep_alive = keep_alive  # the client allows another request on this connection
-        self.content: StreamReader = EMPTY_PAYLOAD if content is None else content  # type: ignore[assignment]
+        self.content: BodyStream = EMPTY_PAYLOAD if content is None else content  # type: ignore[assignment]
         self.content_length = content_length
         self.operation = "-"  # the S3 operation, once routed (for metrics and the access log, should it fail)
         self.body: object = None  # the body reader authentication made, while the request is under way
