@@ -154,3 +154,45 @@ def test_v2_expired(raw, server, bucket, obj):
 def test_presigned_by_a_user_without_access(raw, obj):
     url = presign_v4("GET", raw.endpoint + obj, 60, creds=ALT)
     refused(raw.send("GET", target(url)), 403, "AccessDenied", "Access Denied")
+
+
+# -- a URL used again (verified URLs are remembered: shoal.http.authenticate._v4_query) ----------------------
+
+
+def test_a_url_used_again_is_checked_again_for_expiry(raw, obj):
+    url = presign_v4("GET", raw.endpoint + obj, 60, when=now() - datetime.timedelta(seconds=58))
+    for _ in range(2):
+        got = raw.send("GET", target(url))
+        assert (got.status, got.body) == (200, b"payload")
+    time.sleep(3)
+    refused(raw.send("GET", target(url)), 403, "AccessDenied", "Request has expired")
+
+
+def test_a_url_used_again_with_other_signed_header_values_is_refused(raw, obj, bucket):
+    url = presign_with_headers("PUT", raw.endpoint + f"/{bucket}/h", {"x-amz-meta-color": "blue"})
+    assert raw.send("PUT", target(url), b"right header", {"x-amz-meta-color": "blue"}).status == 200
+    refused(raw.send("PUT", target(url), b"other value", {"x-amz-meta-color": "red"}), 403,
+            "SignatureDoesNotMatch", SIGNATURE_MISMATCH)
+    refused(raw.send("PUT", target(url), b"no header"), 403, "SignatureDoesNotMatch", SIGNATURE_MISMATCH)
+    refused(raw.send("DELETE", target(url), None, {"x-amz-meta-color": "blue"}), 403, "SignatureDoesNotMatch")
+
+
+def test_a_url_stops_working_when_its_key_goes_or_its_secret_changes(raw, server, obj):
+    import uuid
+
+    from shoal.admin_client import AdminClient
+
+    admin = AdminClient(server.endpoint, *ROOT)
+    name = f"u{uuid.uuid4().hex[:12]}"
+    admin.create_user(name, policies=["readwrite"])
+    access_key = f"PRESIGN{uuid.uuid4().hex[:12].upper()}"
+    admin.create_key(name, access_key=access_key, secret_key="first-secret")
+    url = presign_v4("GET", raw.endpoint + obj, 300, creds=(access_key, "first-secret"))
+    for _ in range(2):
+        assert raw.send("GET", target(url)).status == 200
+    admin.delete_key(access_key)
+    refused(raw.send("GET", target(url)), 403, "InvalidAccessKeyId")
+    admin.create_key(name, access_key=access_key, secret_key="second-secret")  # the same id, another secret
+    refused(raw.send("GET", target(url)), 403, "SignatureDoesNotMatch", SIGNATURE_MISMATCH)
+    renewed = presign_v4("GET", raw.endpoint + obj, 300, creds=(access_key, "second-secret"))
+    assert raw.send("GET", target(renewed)).status == 200
