@@ -464,6 +464,11 @@ class SqliteMetadataStore:
 
         Every request reads its bucket, and the records rarely change, so they are cached until a commit changes
         a bucket (see _fresh)."""
+        local = self._local
+        if self._counts[changes.COMMITS] == local.commits_seen:  # _fresh's check, inline: 3-4 calls a request
+            bucket = local.bucket_cache.get(name, _UNCACHED)
+            if bucket is not _UNCACHED:
+                return bucket
         cache: dict[str, Bucket | None] = self._fresh().bucket_cache
         try:
             return cache[name]
