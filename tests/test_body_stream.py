@@ -113,6 +113,21 @@ def test_the_connection_pauses_beyond_twice_the_limit_and_resumes_below_it():
     run(go())
 
 
+def test_the_end_of_a_body_left_unread_resumes_the_connection():
+    """A body received whole past the limit and never read (a refused upload) must not leave the connection
+    paused: its next request would not be read."""
+
+    async def go() -> None:
+        conn = Connection()
+        stream = BodyStream(conn, LIMIT, asyncio.get_running_loop())
+        stream.feed_data(b"a" * (3 * LIMIT))
+        assert conn._reading_paused
+        stream.feed_eof()
+        assert conn.resumes == 1 and not conn._reading_paused
+
+    run(go())
+
+
 def test_an_error_reaches_a_waiting_reader_and_later_reads():
     async def go() -> None:
         stream = BodyStream(Connection(), LIMIT, asyncio.get_running_loop())

@@ -45,6 +45,10 @@ class BodyStream:
 
     def feed_eof(self) -> None:
         self._eof = True
+        # A body received whole but not read (a request refused before its body) must not leave the connection
+        # paused: its next request would never be read.
+        if self._protocol._reading_paused:
+            self._protocol.resume_reading()
         if self._waiter is not None:
             self._wake()
 
