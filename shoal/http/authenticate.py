@@ -283,22 +283,28 @@ class _PresignedURL:
 # Presigned URLs that verified, by everything their signature covers. Lazy loaders, browsers and CDNs fetch
 # one URL again and again (range after range); each use then skips the canonical request, its SHA-256 and the
 # HMAC, ~12% of a small GET's instructions. Every use still checks the time window and the access key. Bounded:
-# at most _PRESIGNED_MAX URLs of at most _PRESIGNED_MAX_TARGET characters (~8 MiB), emptied when full.
+# at most _PRESIGNED_MAX URLs, each remembered only if its target and signed header values come to at most
+# _PRESIGNED_MAX_KEY characters (~16 MiB in all), emptied when full. (Any key holder can fill it, so the bound
+# counts everything a key keeps: a head may carry 1 MiB of signed headers.)
 _presigned: dict[tuple, _PresignedURL] = {}
 _PRESIGNED_MAX = 4096
-_PRESIGNED_MAX_TARGET = 2048
+_PRESIGNED_MAX_KEY = 4096
 
 
 def _v4_query(request, view: RequestView, identities, query: dict[str, str], now: float, cont):
     memo = None
     target = request.raw_path
     signed = query.get("X-Amz-SignedHeaders")
-    if len(target) <= _PRESIGNED_MAX_TARGET and signed is not None:
+    if len(target) <= _PRESIGNED_MAX_KEY and signed is not None:
         # The method and the request target (path and query, as sent) are signed, and so are the values of the
         # signed headers; the x-amz-content-sha256 header may stand in for an unsigned query's payload.
         headers = view.headers
-        memo = (request.method, target, _first(headers, "x-amz-content-sha256"),
-                *[tuple(headers.get(name, ())) for name in signed.split(";")])
+        payload_header = _first(headers, "x-amz-content-sha256")
+        values = [tuple(headers.get(name, ())) for name in signed.split(";")]
+        size = len(target) + len(payload_header or "") + sum(len(v) for value in values for v in value)
+        if size <= _PRESIGNED_MAX_KEY:
+            memo = (request.method, target, payload_header, *values)
+    if memo is not None:
         known = _presigned.get(memo)
         if known is not None:
             identity = _lookup(identities, known.access_key)
@@ -306,11 +312,12 @@ def _v4_query(request, view: RequestView, identities, query: dict[str, str], now
                 _check_presigned_time(known.request_time, known.expires, now)
                 return identity, _body_for_payload(request, view, known.payload, None, cont)
     identity, verified = _verify_presigned(view, identities, query, now)
+    body = _body_for_payload(request, view, verified.payload, None, cont)
     if memo is not None:
         if len(_presigned) >= _PRESIGNED_MAX:
             _presigned.clear()
         _presigned[memo] = verified
-    return identity, _body_for_payload(request, view, verified.payload, None, cont)
+    return identity, body
 
 
 def _check_presigned_time(request_time: float, expires: int, now: float) -> None:
