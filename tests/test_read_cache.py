@@ -137,22 +137,21 @@ def test_bucket_records_follow_changes_made_elsewhere(stores):
 
 
 def test_a_row_read_just_before_a_commit_is_not_kept(stores):
-    """A reader may fill its cache between a writer's first bump and its COMMIT, with the row as it was: the bump
-    after the COMMIT makes it read again."""
+    """A reader may fill its cache between a writer's begin() and its COMMIT, with the row as it was: that row is
+    not kept past the read."""
     import threading
 
     here, there = stores
     asyncio.run(there.put_object(record("k", b"old")))
-    bump = there._changes.bump
+    begin = there._changes.begin
     committing, read = threading.Event(), threading.Event()
 
-    def bump_then_wait(buckets: bool) -> None:
-        bump(buckets)
-        if not committing.is_set():  # the bump before COMMIT: hold the commit while this thread reads
-            committing.set()
-            read.wait(10)
+    def begin_then_wait(buckets: bool) -> None:
+        begin(buckets)
+        committing.set()  # hold the COMMIT while this thread reads
+        read.wait(10)
 
-    there._changes.bump = bump_then_wait
+    there._changes.begin = begin_then_wait
     writer = threading.Thread(target=asyncio.run, args=(there.put_object(record("k", b"new")),))
     writer.start()
     try:
@@ -162,6 +161,28 @@ def test_a_row_read_just_before_a_commit_is_not_kept(stores):
         read.set()
         writer.join(10)
     assert body_of(here, "k") == b"new"
+
+
+def test_a_commit_cut_short_leaves_no_stale_cache(stores):
+    """A writer killed after its COMMIT, before the counters' end(): other readers cache nothing that outlives a
+    read until the next commit moves the counters on. Seen with rows changed under the counters' back, as that
+    COMMIT's would be."""
+    import sqlite3
+
+    here, there = stores
+    asyncio.run(there.put_object(record("k", b"old")))
+    assert body_of(here, "k") == b"old" and here.get_bucket("bkt").owner == "owner"
+    there._changes.begin(buckets=True)  # and no end(): the writer is gone
+    behind = sqlite3.connect(there._path, isolation_level=None)
+    for body, owner in ((b"new", "changed"), (b"newer", "changed again")):
+        behind.execute("UPDATE versions SET inline=? WHERE key='k'", (body,))
+        behind.execute("UPDATE buckets SET owner=?", (owner,))
+        assert body_of(here, "k") == body and here.get_bucket("bkt").owner == owner
+    behind.close()
+    asyncio.run(there.put_object(record("k2", b"x")))  # the next commit ends the odd count
+    assert there._changes.values[0] % 2 == 0 and there._changes.values[1] % 2 == 0
+    assert body_of(here, "k") == b"newer" and here.get_bucket("bkt").owner == "changed again"
+    assert here._local.object_cache and here._local.bucket_cache  # caching again
 
 
 def test_opening_a_store_empties_the_others_caches(tmp_path):

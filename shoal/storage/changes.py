@@ -10,11 +10,16 @@ Every write to the database goes through a store that bumps them: all worker pro
 start-up writes (fsck --repair, the one program that writes on its own, needs the server stopped). A program
 that wrote the database behind Shoal's back while a server runs would not be seen by the caches.
 
-Writers bump under the metadata writer lock (one at a time across processes), once just before COMMIT and once
-just after. The first covers a writer killed between the two: a reader can then only have cached rows read
-before the commit in the moment between the first bump and the commit. The second tells readers that what they
-read in that moment is old. A process also bumps both when it opens the store (under the writer lock too: an
-unlocked increment racing a writer's could move a counter back to a value a reader has seen).
+Writers move the counters under the metadata writer lock (one writer at a time across processes): to an odd
+value just before COMMIT (``begin``), to the next even one just after (``end``). An odd value means a commit
+may be under way, or was cut short by a writer killed between the two: readers then fill no cache that
+outlives the read (see SqliteMetadataStore._fresh). So a row read in the moment before a COMMIT is never kept
+past it, and a killed writer costs the other workers their caches until the next commit moves the counter on,
+never a stale read. The bucket counter moves only for commits that change a bucket record (and to repair an odd
+value left behind), first: a reader that sees the commit counter move sees the bucket counter's move too. (On
+x86, where stores are seen in order; Python offers no barrier to say so elsewhere.) A process also begins and
+ends once when it opens the store, under the writer lock too: an unlocked increment racing a writer's could move
+a counter back to a value a reader has seen.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ import mmap
 import os
 
 _SIZE = 16  # two unsigned 64-bit counters
-COMMITS = 0  # every commit
-BUCKETS = 1  # commits that changed a bucket record
+COMMITS = 0  # every commit: odd while one may be under way
+BUCKETS = 1  # commits that changed a bucket record: odd while one may be under way
 
 
 class ChangeCounters:
@@ -39,14 +44,20 @@ class ChangeCounters:
         # Indexed by readers on every request: an aligned 8-byte load, never torn on the machines Python runs on.
         self.values = memoryview(self._map).cast("Q")
 
-    def bump(self, buckets: bool) -> None:
-        """After (and just before) a commit, under the writer lock: increments are read-modify-writes. The bucket
-        counter moves first: a reader that sees the commit counter move then also sees the bucket counter's."""
+    def begin(self, buckets: bool) -> None:
+        """Just before a COMMIT, under the writer lock (increments are read-modify-writes): to odd values."""
         values = self.values
-        if buckets:
+        if buckets or values[BUCKETS] & 1:
+            values[BUCKETS] += 1 + (values[BUCKETS] & 1)
+        values[COMMITS] += 1 + (values[COMMITS] & 1)
+
+    def end(self) -> None:
+        """Just after the COMMIT (or its failure), under the writer lock: to even values."""
+        values = self.values
+        if values[BUCKETS] & 1:
             values[BUCKETS] += 1
         values[COMMITS] += 1
 
     def close(self) -> None:
-        self.values.release()
+        self.values.release()  # reads after this raise ValueError
         self._map.close()

@@ -227,7 +227,8 @@ class SqliteMetadataStore:
         self._counts = self._changes.values  # read by every cached read (see _fresh)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
-            self._changes.bump(buckets=True)  # see shoal.storage.changes
+            self._changes.begin(buckets=True)  # see shoal.storage.changes
+            self._changes.end()
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
@@ -258,14 +259,16 @@ class SqliteMetadataStore:
         counts = self._counts
         commits = counts[changes.COMMITS]
         if commits != local.commits_seen:
-            local.commits_seen = commits
+            # Odd: a commit may be under way. What this read caches then is dropped by the next read (None never
+            # matches), so rows read before a COMMIT never outlive it.
+            local.commits_seen = None if commits & 1 else commits
             if local.object_cache:
                 local.object_cache = {}
                 local.object_cache_bytes = 0
             buckets = counts[changes.BUCKETS]
             if buckets != local.buckets_seen:
                 local.bucket_cache = {}
-                local.buckets_seen = buckets
+                local.buckets_seen = None if buckets & 1 else buckets
         return local
 
     def close(self) -> None:
@@ -274,8 +277,8 @@ class SqliteMetadataStore:
         self._writer.join(timeout=10)
         with self._mutex:
             self._here_conn.close()
-        self._counts = None
-        self._changes.close()
+        if not self._writer.is_alive():  # a writer still at work (join timed out) still moves the counters
+            self._changes.close()
 
     # -- the writer thread -------------------------------------------------------------------------------
 
@@ -427,7 +430,7 @@ class SqliteMetadataStore:
     def _in_transaction(self, conn: _Connection, batch: list) -> list[tuple[Any, BaseException | None]]:
         """Run the batch's writes in the transaction just begun, and commit it."""
         results: list[tuple[Any, BaseException | None]] = []
-        bump = self._changes.bump
+        changes = self._changes
         conn.buckets_changed = False
         # A write alone in its transaction needs no savepoint: if it fails, the whole transaction is rolled
         # back. That saves two statements on every write that arrives with nobody else waiting (each PUT at c=1).
@@ -450,11 +453,13 @@ class SqliteMetadataStore:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     results.append((None, exc))
-            bump(conn.buckets_changed)  # before and after: see shoal.storage.changes
-            conn.execute("COMMIT")
+            changes.begin(conn.buckets_changed)  # odd around the COMMIT: see shoal.storage.changes
+            try:
+                conn.execute("COMMIT")
+            finally:
+                changes.end()
         except Exception as exc:  # the commit itself failed: nothing in the batch happened
             return self._failed(conn, batch, exc)
-        bump(conn.buckets_changed)
         return results
 
     # -- buckets -----------------------------------------------------------------------------------------
