@@ -283,11 +283,8 @@ class S3App:
     async def authenticate_plain(self, request: Request, raw_path: str, raw_query: str, cont):
         """(identity or None, body reader) for a non-S3 request signed like an S3 one (path-style)."""
         query_pairs = parse_query(raw_query)
-        try:
-            path = unquote(raw_path, errors="strict")
-        except UnicodeDecodeError:
-            raise S3Error("InvalidURI") from None
-        view = RequestView(request.method, raw_path, path, query_pairs, HeaderLists(request.headers), None)
+        view = RequestView(request.method, raw_path, decode_path(raw_path), query_pairs, HeaderLists(request.headers),
+                           None)
         identity, body = authenticate(request, view, self.service.identities, cont=cont)
         if needs_continue(body, cont):
             await cont()
