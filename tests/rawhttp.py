@@ -196,6 +196,10 @@ class Raw:
 
 def read_response(resp: http.client.HTTPResponse, method: str) -> Response:
     body = resp.read()
+    names = [k.lower() for k, _ in resp.getheaders()]
+    # Response headers are a plain dict on the server, each name spelled one way (shoal.http.response): a name
+    # sent twice would be two spellings of one header.
+    assert len(set(names)) == len(names), resp.getheaders()
     headers = {k.lower(): v for k, v in resp.getheaders()}
     check_common_headers(resp.status, headers, body, method)
     return Response(resp.status, headers, body)
