@@ -136,9 +136,10 @@ def head(request: Request, response: StreamResponse) -> bytes:
         response._close = True
         if version == (1, 1) and "Connection" not in headers:
             headers["Connection"] = "close"
-    # Joined in C (no Python loop over the headers); each line break found must be one of ours.
-    lines = "\n".join(map(": ".join, headers.items()))
-    if "\r" in lines or lines.count("\n") != len(headers) - 1:
+    # Joined in C (no Python loop over the headers); each CR and LF found must be one of ours.
+    lines = "\r\n".join(map(": ".join, headers.items()))
+    breaks = len(headers) - 1
+    if lines.count("\n") != breaks or lines.count("\r") != breaks:
         raise ValueError("a line break in a response header")
-    text = f"HTTP/{version[0]}.{version[1]} {response.status} {response.reason}\n{lines}\n\n".replace("\n", "\r\n")
+    text = f"HTTP/{version[0]}.{version[1]} {response.status} {response.reason}\r\n{lines}\r\n\r\n"
     return text.encode("utf-8", "surrogateescape")
