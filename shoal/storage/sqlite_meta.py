@@ -430,7 +430,7 @@ class SqliteMetadataStore:
     def _in_transaction(self, conn: _Connection, batch: list) -> list[tuple[Any, BaseException | None]]:
         """Run the batch's writes in the transaction just begun, and commit it."""
         results: list[tuple[Any, BaseException | None]] = []
-        changes = self._changes
+        counters = self._changes
         conn.buckets_changed = False
         # A write alone in its transaction needs no savepoint: if it fails, the whole transaction is rolled
         # back. That saves two statements on every write that arrives with nobody else waiting (each PUT at c=1).
@@ -453,11 +453,11 @@ class SqliteMetadataStore:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     results.append((None, exc))
-            changes.begin(conn.buckets_changed)  # odd around the COMMIT: see shoal.storage.changes
+            counters.begin(conn.buckets_changed)  # odd around the COMMIT: see shoal.storage.changes
             try:
                 conn.execute("COMMIT")
             finally:
-                changes.end()
+                counters.end()
         except Exception as exc:  # the commit itself failed: nothing in the batch happened
             return self._failed(conn, batch, exc)
         return results
