@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from xml.sax.saxutils import escape
 
 from pydantic import (
@@ -46,8 +46,8 @@ def setting(default: Any = None, *, help: str, flag: str | None = None, env: tup
             metavar: str | None = None, multiple: bool = False, secret: bool = False, argument: bool = False,
             default_factory=None, **constraints) -> Any:
     """A field of the model with what the CLI, the environment loader and the docs need to know about it."""
-    extra = {"flag": flag, "env": list(env or ()), "metavar": metavar, "multiple": multiple, "secret": secret,
-             "argument": argument}
+    extra: dict[str, Any] = {"flag": flag, "env": list(env or ()), "metavar": metavar, "multiple": multiple,
+                             "secret": secret, "argument": argument}
     if default_factory is not None:
         return Field(default_factory=default_factory, description=help, json_schema_extra=extra, **constraints)
     return Field(default, description=help, json_schema_extra=extra, **constraints)
@@ -171,7 +171,7 @@ class BucketDecl(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _from_text(cls, value):
+    def _from_text(cls, value: Any) -> Any:
         if isinstance(value, str):
             name, *options = [p.strip() for p in value.split(":")]
             out: dict[str, Any] = {"name": name}
@@ -207,10 +207,10 @@ class BucketDecl(_Strict):
         if self.policy is not None and self.anonymous is not None:
             raise ValueError(f"bucket {self.name}: set either policy or anonymous, not both")
         try:
-            if self.policy is not None:
-                policy.parse(self.policy_text().encode(), bucket=self.name)
-            if self.anonymous not in (None, "none"):
-                policy.parse(self.policy_text().encode(), bucket=self.name)
+            # A document when policy is set or anonymous is not none (at most one of them is: checked above).
+            text = self.policy_text()
+            if text is not None:
+                policy.parse(text.encode(), bucket=self.name)
             if self.cors is not None:
                 cors.validate([r.rule() for r in self.cors])
             if self.lifecycle is not None:
@@ -601,9 +601,9 @@ def _one_line(exc: ValidationError, origins: dict[str, Any]) -> str:
     if not loc:
         return f"invalid configuration: {message}"
     name = loc.pop(0)
-    origin = origins.get(name, name)
+    origin = origins.get(name, name) if isinstance(name, str) else name  # origins is keyed by field names
     if isinstance(origin, list):
-        index = loc.pop(0) if loc and isinstance(loc[0], int) else 0
+        index = cast(int, loc.pop(0)) if loc and isinstance(loc[0], int) else 0
         origin = origin[index] if index < len(origin) else name
     rest = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
     # A tagged union (str | dict) reports the branch it tried; that is noise for the reader.

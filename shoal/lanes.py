@@ -12,6 +12,7 @@ import concurrent.futures
 import os
 import threading
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 # Lanes run on this pool rather than the loop's default executor: its futures let an upload that ends early (an
 # error, or its task cancelled at shutdown) wait until no worker thread still reads its buffers or writes its file.
@@ -51,21 +52,24 @@ class Work:
         self._started = []
 
 
-class Lane:
+T = TypeVar("T")  # what a lane's function takes: an upload's buffers, or a chunked body's parsed events
+
+
+class Lane(Generic[T]):
     """One function applied to an upload's buffers strictly in order, by one worker thread at a time. A buffer fed
     while the previous one is still in hand is taken by the same thread the moment it is done, with no trip
     through the event loop and no thread to wake: MD5, the slowest lane, never idles between two buffers. After
     a failure (a write's ENOSPC, say) every later buffer fails the same way without being touched."""
 
-    def __init__(self, fn: Callable[[memoryview], object], work: Work) -> None:
+    def __init__(self, fn: Callable[[T], object], work: Work) -> None:
         self._fn = fn
         self._work = work
         self._lock = threading.Lock()
-        self._backlog: collections.deque[tuple[memoryview, concurrent.futures.Future]] = collections.deque()
+        self._backlog: collections.deque[tuple[T, concurrent.futures.Future]] = collections.deque()
         self._draining = False
         self._failed: BaseException | None = None
 
-    def feed(self, data: memoryview) -> concurrent.futures.Future:
+    def feed(self, data: T) -> concurrent.futures.Future:
         done: concurrent.futures.Future = concurrent.futures.Future()
         with self._lock:
             self._backlog.append((data, done))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 BUDGET = 8 << 20
 MOST = 1 << 20  # bytes a plain read takes per call when alone...
@@ -38,7 +38,7 @@ def active() -> int:
     return _active
 
 
-async def pread_chunks(fd: int, offset: int, length: int) -> AsyncIterator[bytes]:
+async def pread_chunks(fd: int, offset: int, length: int) -> AsyncGenerator[bytes, None]:
     """Bytes ``[offset, offset + length)`` of an open file, read on a worker thread in this reader's shares of the
     budget. Stops early at the end of the file: the caller sees fewer bytes than it asked for."""
     loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shoal.auth.identities import Identity, IdentityStore, canonical_id
@@ -180,7 +181,7 @@ def _metrics_routes(app: S3App, metrics) -> None:
         if request.path == "/metrics" and (request.query_string or "Authorization" in request.headers
                                            or app.service.storage.meta.get_bucket("metrics") is not None):
             return None  # an S3 request on a bucket named "metrics"
-        body, content_type = await app.metrics.render()
+        body, content_type = await metrics.render()  # app.metrics (never replaced once set)
         return Response(body=body, headers={"Content-Type": content_type})
 
     scrape.operation = "Metrics"  # type: ignore[attr-defined]
@@ -232,7 +233,7 @@ class _IdleTrim:
         try:
             import ctypes
 
-            self._trim = ctypes.CDLL("libc.so.6").malloc_trim
+            self._trim: Callable[[int], object] | None = ctypes.CDLL("libc.so.6").malloc_trim
         except (OSError, AttributeError):
             self._trim = None
 
@@ -252,6 +253,7 @@ class _IdleTrim:
             self._served = True
         elif self._served and self._app.in_flight == 0:
             self._served = False
+            assert self._trim is not None  # start() schedules no tick without it
             asyncio.get_running_loop().run_in_executor(None, self._trim, 0)
         self.start()
 

@@ -20,7 +20,7 @@ import asyncio
 import hashlib
 import hmac
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -194,7 +194,7 @@ def read_blocks(fd: int, cipher: BlockCipher, first: int, count: int, plain_size
 
 
 async def stream_plain(fd: int, cipher: BlockCipher, offset: int, length: int,
-                       plain_size: int) -> AsyncIterator[bytes | bytearray | memoryview]:
+                       plain_size: int) -> AsyncGenerator[bytes | bytearray | memoryview, None]:
     """Yield plaintext ``[offset, offset + length)`` of a sealed blob, opening at most READ_BLOCKS at a time on a
     worker thread, fewer when many stream at once (shoal.read_budget)."""
     if length <= 0:

@@ -130,12 +130,12 @@ async def _dispatch(d: UserDirectory, method: str, parts: list[str], data: dict)
             if method == "GET":
                 return json_response(d.get_user(name))
             if method == "PATCH":
-                user = None
+                updated = None  # not "user": that one (POST's) is never None
                 if "display_name" in data:
-                    user = await d.set_display_name(name, _field(data, "display_name", str, required=True))
+                    updated = await d.set_display_name(name, _field(data, "display_name", str, required=True))
                 if "enabled" in data:
-                    user = await d.set_enabled(name, _field(data, "enabled", bool, required=True))
-                return json_response(user or d.get_user(name))
+                    updated = await d.set_enabled(name, _field(data, "enabled", bool, required=True))
+                return json_response(updated or d.get_user(name))
             if method == "DELETE":
                 await d.delete_user(name)
                 return Response(status=204)

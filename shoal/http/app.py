@@ -14,6 +14,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from multidict import CIMultiDictProxy
@@ -27,6 +28,9 @@ from shoal.http.response import Response, StreamResponse
 from shoal.http.routing import decode_path, resolve, split_path, split_target
 from shoal.s3 import context, cors
 from shoal.s3.service import S3Service
+
+if TYPE_CHECKING:
+    from shoal.metrics import Metrics  # imported by the server only when metrics are on (prometheus_client)
 
 log = logging.getLogger("shoal.http")
 access_log = logging.getLogger("shoal.access")
@@ -177,7 +181,7 @@ class S3App:
         self.requests_started = 0  # S3 and admin requests (not health checks or scrapes: see server._IdleTrim)
         self.draining = False  # shutting down: answer what is in flight, then close each connection
         self.body_timeout: float | None = None  # seconds a request body may stall (see shoal.http.body)
-        self.metrics = None  # a shoal.metrics.Metrics, told about every request
+        self.metrics: Metrics | None = None  # told about every request
 
     async def handle(self, request: Request) -> StreamResponse:
         self.in_flight += 1

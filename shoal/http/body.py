@@ -320,8 +320,10 @@ class PlainBody:
         stream = self._stream
         protocol = getattr(stream, "_protocol", None)  # the connection's shoal.http.protocol.HttpProtocol
         transport = getattr(protocol, "transport", None)
-        if (transport is None or stream.is_eof() or stream.exception() is not None or transport.is_closing()
-                or not hasattr(transport, "set_protocol") or not hasattr(protocol, "renew_parser")):
+        # protocol is None implies transport is None: tested first only so that mypy sees it is not None below.
+        if (protocol is None or transport is None or stream.is_eof() or stream.exception() is not None
+                or transport.is_closing() or not hasattr(transport, "set_protocol")
+                or not hasattr(protocol, "renew_parser")):
             return None
         assert self.length is not None
         on_wire = self.length - stream.total_bytes  # not yet received from the socket
@@ -425,7 +427,7 @@ class _ChunkChecks:
     async def flush(self, ahead_limit: int) -> None:
         """Hand on what was parsed; wait while more than ``ahead_limit`` bytes of it are not yet checked."""
         if self._events:
-            self._calls.append((self._lane.feed(self._events), self._events_bytes))  # type: ignore[arg-type]
+            self._calls.append((self._lane.feed(self._events), self._events_bytes))
             self._ahead += self._events_bytes
             self._events, self._events_bytes = [], 0
         while self._calls and (self._calls[0][0].done() or self._ahead > ahead_limit):

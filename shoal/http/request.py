@@ -3,7 +3,7 @@ stream (shoal.http.stream, fed by the connection)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDictProxy
@@ -11,6 +11,12 @@ from multidict import CIMultiDictProxy
 if TYPE_CHECKING:
     from shoal.http.protocol import HttpProtocol
     from shoal.http.stream import BodyStream
+
+
+class AbandonableBody(Protocol):
+    """A body reader that may take the rest of the body straight from the socket (see shoal.http.body)."""
+
+    async def abandon(self) -> bool: ...
 
 
 class Request:
@@ -39,7 +45,7 @@ class Request:
         self.content: BodyStream = EMPTY_PAYLOAD if content is None else content  # type: ignore[assignment]
         self.content_length = content_length
         self.operation = "-"  # the S3 operation, once routed (for metrics and the access log, should it fail)
-        self.body: object = None  # the body reader authentication made, while the request is under way
+        self.body: AbandonableBody | None = None  # the body reader authentication made, while the request is under way
 
     @property
     def body_exists(self) -> bool:

@@ -117,16 +117,17 @@ def resolve(method: str, bucket: str | None, key: str | None, query: dict[str, s
             for name, operation in _BUCKET_SUBRESOURCES[method]:
                 if name in query:
                     return Route(bucket, None, operation)
-        operation = {
+        # Its own name: the loop's operation above is always a str, this one may be None.
+        plain = {
             "GET": "ListObjectsV2" if query.get("list-type") == "2" else "ListObjects",
             "PUT": "CreateBucket",
             "DELETE": "DeleteBucket",
             "HEAD": "HeadBucket",
             "POST": "PostObject",
         }.get(method)
-        if operation is None:
+        if plain is None:
             raise S3Error("MethodNotAllowed", Method=method, ResourceType="BUCKET")
-        return Route(bucket, None, operation)
+        return Route(bucket, None, plain)
     if method == "PUT" and "uploadId" in query and "partNumber" in query:
         copy = "x-amz-copy-source" in headers
         return Route(bucket, key, "UploadPartCopy" if copy else "UploadPart")
@@ -136,7 +137,7 @@ def resolve(method: str, bucket: str | None, key: str | None, query: dict[str, s
                 return Route(bucket, key, operation)
     if method == "PUT":
         return Route(bucket, key, "CopyObject" if "x-amz-copy-source" in headers else "PutObject")
-    operation = {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(method)
-    if operation is None:
+    plain = {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(method)
+    if plain is None:
         raise S3Error("MethodNotAllowed", Method=method, ResourceType="OBJECT")
-    return Route(bucket, key, operation)
+    return Route(bucket, key, plain)

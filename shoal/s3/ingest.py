@@ -67,7 +67,9 @@ MAX_PUT_SIZE = 5 * 1024**3  # 5 GiB: S3's limit for one PutObject (larger object
 class Body(Protocol):
     """A request body as the front end hands it over (see shoal.http.body)."""
 
-    length: int | None
+    @property
+    def length(self) -> int | None: ...  # read-only here, so bodies whose length is always known (int) qualify
+
     trailers: dict[str, str]
     wants_sha256: bool  # the client signed a payload hash: call check_sha256 with the hash of the bytes
 

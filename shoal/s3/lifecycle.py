@@ -19,7 +19,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
@@ -50,8 +50,9 @@ def malformed() -> S3Error:
 
 
 def invalid(message: str, name: str | None = None, value: object = None) -> S3Error:
-    extra = {} if name is None else {"ArgumentName": name, "ArgumentValue": str(value)}
-    return S3Error("InvalidArgument", message, **extra)
+    if name is None:
+        return S3Error("InvalidArgument", message)
+    return S3Error("InvalidArgument", message, ArgumentName=name, ArgumentValue=str(value))
 
 
 # -- parsing and validation ---------------------------------------------------------------------------------
@@ -449,7 +450,7 @@ class Rule:
         rule = cls(r["ID"], r["Status"] == "Enabled")
         conditions = dict(r.get("Filter", {}))
         conditions.update(conditions.pop("And", {}))
-        rule.prefix = r.get("Prefix", conditions.get("Prefix", ""))
+        rule.prefix = cast(str, r.get("Prefix", conditions.get("Prefix", "")))  # stored by parse(): a str
         tags = conditions.get("Tags") or ([conditions["Tag"]] if "Tag" in conditions else [])
         rule.tags = [(k, v) for k, v in tags]
         rule.greater_than = conditions.get("ObjectSizeGreaterThan")

@@ -252,9 +252,9 @@ async def complete_upload(
         part = stored.get(req.number)
         if part is None or req.etag.strip().strip('"') != part.etag:
             raise S3Error("InvalidPart", UploadId=upload_id, PartNumber=str(req.number), ETag=req.etag)
-        for algorithm, value in req.checksums.items():
-            if part.checksums.get(algorithm) not in (None, value):
-                raise S3Error("InvalidPart", f"The {algorithm} checksum of part {req.number} does not match.",
+        for name, value in req.checksums.items():  # not "algorithm": that is the upload's below, maybe None
+            if part.checksums.get(name) not in (None, value):
+                raise S3Error("InvalidPart", f"The {name} checksum of part {req.number} does not match.",
                               UploadId=upload_id, PartNumber=str(req.number))
         chosen.append(part)
     for part in chosen[:-1]:

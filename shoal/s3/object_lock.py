@@ -154,7 +154,7 @@ async def put_configuration(
         if (days is not None and days <= 0) or (years is not None and years <= 0):
             raise S3Error("InvalidRetentionPeriod", "Default retention period must be a positive integer value",
                           status=400)
-    config = {"enabled": True}
+    config: dict[str, object] = {"enabled": True}
     if rule is not None:
         config["rule"] = rule
     await svc.storage.meta.set_bucket_config(bucket_name, "object_lock", config)

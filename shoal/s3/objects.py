@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from typing import cast
 
 from awscrt.checksums import crc64nvme
 
@@ -562,7 +563,8 @@ async def read_pieces(record: ObjectRecord, pieces: list[Piece], files: list, de
             assert record.inline is not None
             if inline is None:
                 try:
-                    inline = record.inline if dek is None else sse.open_inline(dek, e, record.inline)
+                    # A dek comes from sse.open_key(e), which gives None when e is: here e is a dict.
+                    inline = record.inline if dek is None else sse.open_inline(dek, cast(dict, e), record.inline)
                 except blocks.CorruptData:
                     raise S3Error("InternalError", "The stored object failed its integrity check.") from None
             yield inline[piece.offset : piece.offset + piece.length]

@@ -100,8 +100,10 @@ def parse_expiration(value: object) -> float:
     match = _EXPIRATION.match(value) if isinstance(value, str) else None
     if match is None:
         raise _invalid(f"Invalid 'expiration' value: '{value}'")
+    # By name, not *: for mypy an unpacking of unknown length could also fill tzinfo.
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     try:
-        when = datetime.datetime(*(int(g) for g in match.groups()[:6]), tzinfo=datetime.UTC)
+        when = datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.UTC)
     except ValueError:
         raise _invalid(f"Invalid 'expiration' value: '{value}'") from None
     return when.timestamp() + float(match.group(7) or 0)

@@ -201,8 +201,8 @@ def choose(svc, bucket, requested: Requested) -> Encryption | None:
     if requested.customer is not None:
         dek = keys.new_dek()
         salt = os.urandom(16)
-        info = {"a": SSE_C, "w": keys.wrap_customer(dek, requested.customer.key),
-                "cs": _b64(salt), "ch": _b64(keys.customer_check(requested.customer.key, salt))}
+        info: dict[str, object] = {"a": SSE_C, "w": keys.wrap_customer(dek, requested.customer.key),
+                                   "cs": _b64(salt), "ch": _b64(keys.customer_check(requested.customer.key, salt))}
         return Encryption(info, dek)
     if algorithm is None:
         default = bucket.config.get("sse") if bucket is not None else None
@@ -343,7 +343,7 @@ async def set_default(svc, identity, bucket_name: str, algorithm: str | None, ke
                       bucket_key: bool) -> None:
     """Set (or with ``algorithm`` None, remove) the encryption applied to writes that ask for none."""
     svc.bucket(identity, bucket_name, "s3:PutEncryptionConfiguration")
-    value = None
+    value: dict[str, object] | None = None
     if algorithm is not None:
         check_default(algorithm, key_id)
         value = {"a": algorithm}

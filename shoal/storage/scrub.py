@@ -17,10 +17,14 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from shoal.storage.engine import ORPHAN_GRACE_SECONDS, Storage
 from shoal.storage.errors import CorruptBlobError
 from shoal.storage.local_blobs import checksum_fd
+
+if TYPE_CHECKING:
+    import asyncio  # imported where it is used at run time
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +173,7 @@ class BackgroundScrubber:
         self.rate = rate
         self.stop_event = threading.Event()
         self.last: ScrubReport | None = None
-        self._task = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         import asyncio

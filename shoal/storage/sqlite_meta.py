@@ -30,7 +30,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -123,7 +123,8 @@ _HERE_PAUSE = 1.0  # ...sends writes to the writer thread for this long
 _OBJECT_CACHE_ROWS = 4096
 _OBJECT_CACHE_BYTES = 16 << 20
 _ROW_OVERHEAD = 400  # the tuple, its smaller fields and the dict entry, roughly
-_UNCACHED = object()
+# Typed Any: the cache lookups' .get(key, _UNCACHED) then keep the cached value's type once it is ruled out.
+_UNCACHED: Any = object()
 
 
 def _dumps(value: Any) -> str:
@@ -759,9 +760,9 @@ def _create_bucket(conn: sqlite3.Connection, b: Bucket) -> bool:
     return cur.rowcount == 1
 
 
-def _buckets_changed(conn: _Connection) -> None:
+def _buckets_changed(conn: sqlite3.Connection) -> None:
     """In the transaction that changes the buckets table: its commit invalidates every cached bucket record."""
-    conn.buckets_changed = True
+    cast(_Connection, conn).buckets_changed = True  # every connection is made by _connect, a _Connection
 
 
 def _delete_bucket(conn: sqlite3.Connection, name: str) -> None:

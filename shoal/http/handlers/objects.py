@@ -8,6 +8,7 @@ import re
 import threading
 from collections.abc import Mapping
 from contextlib import aclosing
+from typing import cast
 
 from shoal import read_budget
 from shoal.errors import S3Error
@@ -142,7 +143,8 @@ def conditions(req: S3Request, prefix: str = "") -> Conditions | None:
 
 def copy_source(req: S3Request) -> CopySource:
     bucket, key, version_id = objects.parse_copy_source(req.headers["x-amz-copy-source"])
-    return CopySource(bucket, key, version_id, conditions(req, "x-amz-copy-source-"))
+    # With a prefix, conditions() always returns one (it returns None only for requests without any).
+    return CopySource(bucket, key, version_id, cast(Conditions, conditions(req, "x-amz-copy-source-")))
 
 
 # -- response headers ---------------------------------------------------------------------------------------
@@ -321,7 +323,8 @@ async def get_object(svc: S3Service, req: S3Request) -> StreamResponse:
         if checks and sum(pieces[i].length for i in checks) <= integrity.VERIFY_BEFORE_SEND:
             # Small enough to check before the headers: damage is then a clean 500.
             try:
-                await asyncio.gather(*(integrity.verify(pieces[i].blob_id, files[i].fileno(), c, stop)
+                # checks only has pieces of stored blobs: their blob_id is set.
+                await asyncio.gather(*(integrity.verify(cast(str, pieces[i].blob_id), files[i].fileno(), c, stop)
                                        for i, c in checks.items()))
             except CorruptBlobError as exc:
                 raise integrity.corrupt(svc, exc, "GET") from None

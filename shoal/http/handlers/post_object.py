@@ -208,7 +208,8 @@ async def post_object(svc: S3Service, req: S3Request) -> StreamResponse:
         raise S3Error("MalformedPOSTRequest")
     stream = await req.body.begin_raw()
     try:
-        reader = MultipartReader(req.http.headers, stream)
+        # BodyStream offers the StreamReader methods the reader uses: duck-typed on purpose (see shoal.http.stream).
+        reader = MultipartReader(req.http.headers, stream)  # type: ignore[arg-type]
     except _MALFORMED as exc:
         raise S3Error("MalformedPOSTRequest") from exc
     form = await read_form(reader)
