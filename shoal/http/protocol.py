@@ -25,13 +25,12 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 import httptools
-from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from shoal.errors import S3Error
 from shoal.http.request import Request
 from shoal.http.response import Response, StreamResponse, head, whole
-from shoal.http.stream import BodyStream
+from shoal.http.stream import EMPTY_BODY, BodyStream
 
 if TYPE_CHECKING:
     from shoal.http.app import S3App
@@ -433,7 +432,7 @@ class HttpProtocol(asyncio.Protocol):
                     break
                 if response._close or not request.keep_alive or (self._last and not self._pending):
                     break
-                if request.content is not EMPTY_PAYLOAD and not request.content.is_eof() \
+                if request.content is not EMPTY_BODY and not request.content.is_eof() \
                         and not await self._linger(request):
                     break
                 if self._writing_paused:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDictProxy
 
+from shoal.http.stream import EMPTY_BODY, BodyStream
+
 if TYPE_CHECKING:
+    import asyncio
+
     from shoal.http.protocol import HttpProtocol
-    from shoal.http.stream import BodyStream
 
 
 class AbandonableBody(Protocol):
@@ -42,17 +44,17 @@ class Request:
         self.version = version
         self.headers = headers
         self.keep_alive = keep_alive  # the client allows another request on this connection
-        self.content: BodyStream = EMPTY_PAYLOAD if content is None else content  # type: ignore[assignment]
+        self.content: BodyStream = EMPTY_BODY if content is None else content
         self.content_length = content_length
         self.operation = "-"  # the S3 operation, once routed (for metrics and the access log, should it fail)
         self.body: AbandonableBody | None = None  # the body reader authentication made, while the request is under way
 
     @property
     def body_exists(self) -> bool:
-        return self.content is not EMPTY_PAYLOAD
+        return self.content is not EMPTY_BODY
 
     @property
-    def transport(self):
+    def transport(self) -> asyncio.Transport | None:
         return self.protocol.transport
 
     @property

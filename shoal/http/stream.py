@@ -17,7 +17,7 @@ class BodyStream:
     __slots__ = ("_chunks", "_eof", "_error", "_high", "_loop", "_low", "_protocol", "_size", "_waiter",
                  "total_bytes")
 
-    def __init__(self, protocol: Any, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, protocol: Any, limit: int, loop: asyncio.AbstractEventLoop | None) -> None:
         # protocol: has pause_reading(), resume_reading() and _reading_paused (shoal.http.protocol.HttpProtocol)
         self._protocol = protocol
         self._loop = loop
@@ -180,8 +180,20 @@ class BodyStream:
             raise self._error
         if self._waiter is not None:
             raise RuntimeError("the body is being read already")
-        self._waiter = self._loop.create_future()
+        loop = self._loop
+        assert loop is not None  # only EMPTY_BODY has none, and it never waits (it is at its end)
+        self._waiter = loop.create_future()
         try:
             await self._waiter
         finally:
             self._waiter = None
+
+
+def _empty() -> BodyStream:
+    stream = BodyStream(None, 1, None)
+    stream._eof = True
+    return stream
+
+
+# The body of every request without one: at its end, never fed (so one is enough).
+EMPTY_BODY = _empty()
