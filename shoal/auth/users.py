@@ -17,9 +17,9 @@ import re
 import secrets
 import string
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Protocol
 
 from shoal.auth.identities import Identity, IdentityStore, canonical_id
 from shoal.crypto.keys import KeyService, UnwrapError
@@ -74,14 +74,18 @@ def combined_policy(entries: list[dict]) -> policy_lang.Policy | None:
     return policy_lang.Policy(statements, json.dumps(entries))
 
 
-@dataclass(frozen=True, slots=True)
-class UserSpecLike:
-    """What the directory needs of a declared user (``shoal.server.UserSpec``)."""
+class UserSpecLike(Protocol):
+    """What the directory needs of a declared user. A Protocol: callers pass their own class
+    (``shoal.server.UserSpec``), which a dataclass of this name only resembled."""
 
-    access_key: str
-    secret_key: str
-    name: str | None = None
-    user_id: str | None = None
+    @property
+    def access_key(self) -> str: ...
+    @property
+    def secret_key(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def user_id(self) -> str | None: ...
 
 
 def _not_found(exc: iam.IamNotFound) -> S3Error:

@@ -62,7 +62,7 @@ class BlockCipher:
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)
 
-    def seal_into(self, first_index: int, plain: bytes | memoryview, out: memoryview) -> None:
+    def seal_into(self, first_index: int, plain: bytes | bytearray | memoryview, out: memoryview) -> None:
         """Seal ``plain`` (whole blocks, except possibly a short last one) into ``out`` (exactly its size)."""
         view = memoryview(plain)
         pos = 0
@@ -77,7 +77,7 @@ class BlockCipher:
             pos += n
             index += 1
 
-    def seal(self, first_index: int, plain: bytes | memoryview) -> bytes:
+    def seal(self, first_index: int, plain: bytes | bytearray | memoryview) -> bytes:
         out = bytearray(sealed_size(len(plain)))
         self.seal_into(first_index, plain, memoryview(out))
         return bytes(out)

@@ -484,7 +484,7 @@ class ChunkedBody:
         self._signer = signer
         self._expect_trailer = expect_trailer
         self._continue = send_continue
-        self._buf = b""  # received, not yet parsed from self._pos on
+        self._buf: bytes | bytearray = b""  # received, not yet parsed from self._pos on
         self._pos = 0
         self._chunk_left = 0
         self._checks = _ChunkChecks(signer) if signer is not None else None
@@ -522,6 +522,7 @@ class ChunkedBody:
         left = self._buf[self._pos:]
         self._fill_size = fill_size()
         try:
+            buf: bytes | bytearray
             if self._raw is None:
                 data = await _read_some(self._stream, self._fill_size, self.timeout)
                 n = len(data)
@@ -544,7 +545,7 @@ class ChunkedBody:
         self._buf = buf
         self._pos = 0
 
-    async def _line(self) -> bytes:
+    async def _line(self) -> bytes | bytearray:
         while (end := self._buf.find(b"\n", self._pos)) < 0:
             if self._buffered() > MAX_CHUNK_HEADER:
                 raise S3Error("IncompleteBody", "Malformed chunked encoding: header line too long.")
@@ -592,7 +593,7 @@ class ChunkedBody:
             self._checks.end_of_chunk(self._chunk_signature)
 
     async def _finish(self) -> None:
-        trailer_lines: list[bytes] = []
+        trailer_lines: list[bytes | bytearray] = []
         total = 0
         while True:
             line = await self._line()

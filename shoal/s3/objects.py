@@ -640,10 +640,7 @@ class RangeBody:
         self.length = length
 
     async def read(self) -> bytes:
-        try:
-            return await anext(self._chunks)
-        except StopAsyncIteration:
-            return b""
+        return await anext(self._chunks, b"")
 
     def check_sha256(self, hexdigest: str) -> None:
         pass
