@@ -166,8 +166,9 @@ def test_background_scrubber_quarantines(make_server):
     blob = blob_of(srv, "k")
     flip(blob_path(srv, blob), 399_999)
     quarantined = os.path.join(srv.data_dir, ".shoal", "quarantine", blob)
+    # The blob is moved first, then its record written, then the line logged: wait for all three.
     deadline = time.time() + 10
-    while not os.path.exists(quarantined) and time.time() < deadline:
+    while time.time() < deadline and not (os.path.exists(quarantined + ".json") and "CORRUPT blob" in srv.log()):
         time.sleep(0.1)
     assert os.path.exists(quarantined)
     with open(quarantined + ".json") as f:
