@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shoal.s3.policy import Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,7 +17,7 @@ class Identity:
     user_id: str  # canonical id shown as the owner of buckets and objects
     display_name: str
     is_admin: bool = False
-    policy: object | None = None  # an identity policy (shoal.s3.policy.Policy) limiting or extending access
+    policy: Policy | None = None  # an identity policy limiting or extending access
 
     def __repr__(self) -> str:  # never print the secret
         return f"Identity({self.access_key!r}, user_id={self.user_id!r}, admin={self.is_admin})"

@@ -15,7 +15,6 @@ Order of evaluation:
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import cast
 
 from shoal.auth.identities import Identity
 from shoal.errors import S3Error
@@ -36,7 +35,7 @@ def can_see(identity: Identity, bucket: Bucket) -> bool:
         return True
     doc = identity.policy
     return doc is not None and policy.evaluate(
-        cast(policy.Policy, doc), principal(identity), "s3:ListBucket", policy.resource_arn(bucket.name, None),
+        doc, principal(identity), "s3:ListBucket", policy.resource_arn(bucket.name, None),
         context.condition_keys(identity.user_id, identity.display_name)) == "Allow"
 
 
@@ -47,7 +46,7 @@ def check_identity_deny(identity: Identity, action: str, resource: str) -> None:
     if doc is None or identity.is_admin:
         return
     keys = context.condition_keys(identity.user_id, identity.display_name)
-    if policy.evaluate(cast(policy.Policy, doc), principal(identity), action, resource, keys) == "Deny":
+    if policy.evaluate(doc, principal(identity), action, resource, keys) == "Deny":
         raise S3Error("AccessDenied")
 
 
@@ -127,7 +126,7 @@ def authorize(
             decision = None  # public policies only grant to the bucket owner's account
         decisions.append(decision)
     if identity_doc is not None:
-        decisions.append(policy.evaluate(cast(policy.Policy, identity_doc), who, action, resource, keys))
+        decisions.append(policy.evaluate(identity_doc, who, action, resource, keys))
     if "Deny" in decisions and not (is_owner and action in POLICY_ACTIONS):
         raise S3Error("AccessDenied")
     if is_owner or "Allow" in decisions:
