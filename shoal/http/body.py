@@ -91,6 +91,27 @@ class EmptyBody:
         pass
 
 
+class _Released(asyncio.Transport):
+    """What a receiver holds once it has handed its connection back, or lost it: a transport already closing.
+
+    The event loop's transport keeps the receiver's bound ``get_buffer``/``buffer_updated`` after the protocol is
+    switched back (uvloop's and asyncio's TLS layers both do), so a receiver still holding the transport would
+    close a reference cycle. Left to the cyclic GC, which a server streaming large bodies reaches rarely, a
+    closed TLS connection's SSL object and buffers (~0.5 MiB) outlived it: RSS grew with every upload."""
+
+    def is_closing(self) -> bool:
+        return True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+_RELEASED = _Released()
+
+
 class _Receiver(asyncio.BufferedProtocol):
     """Takes the connection over from its protocol (shoal.http.protocol) for the rest of a plain body, so the
     kernel copies the bytes straight into the caller's buffer (``recv_into``): no per-read ``bytes`` objects, no
@@ -149,6 +170,7 @@ class _Receiver(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(S3Error("IncompleteBody"))
+        self._transport = _RELEASED
         self._handler.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -210,10 +232,11 @@ class _Receiver(asyncio.BufferedProtocol):
         carry the next request once the protocol's parser (still expecting the body we took) is replaced;
         otherwise it is closed after the response."""
         handler = self._handler
-        if self._transport.is_closing():
+        transport, self._transport = self._transport, _RELEASED
+        if transport.is_closing():
             return
         try:
-            self._transport.set_protocol(handler)  # type: ignore[arg-type]
+            transport.set_protocol(handler)  # type: ignore[arg-type]
         except (AttributeError, RuntimeError):  # torn down meanwhile: nothing left to give back
             return
         if complete:
