@@ -9,6 +9,7 @@ import json
 import os
 import resource
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -191,11 +192,17 @@ def _drain(sock: socket.socket, length: int, rest: bytes, buf: memoryview) -> in
     return got
 
 
+def connect(host: str, port: int, tls: ssl.SSLContext | None = None) -> socket.socket:
+    sock = socket.create_connection((host, port))
+    return tls.wrap_socket(sock, server_hostname=host) if tls else sock
+
+
 def stream_get(host: str, port: int, path: str, headers: dict[str, str] | None = None,
-               sock: socket.socket | None = None) -> tuple[int, int, dict[str, str]]:
+               sock: socket.socket | None = None,
+               tls: ssl.SSLContext | None = None) -> tuple[int, int, dict[str, str]]:
     own = sock is None
     if own:
-        sock = socket.create_connection((host, port))
+        sock = connect(host, port, tls)
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode())
     status, h, rest = _read_head(sock)
@@ -208,11 +215,12 @@ def stream_get(host: str, port: int, path: str, headers: dict[str, str] | None =
 
 def stream_put(host: str, port: int, path: str, size: int, source: memoryview, method: str = "PUT",
                sock: socket.socket | None = None,
-               headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+               headers: dict[str, str] | None = None,
+               tls: ssl.SSLContext | None = None) -> tuple[int, dict[str, str], bytes]:
     """Send ``size`` bytes (``source`` repeated) as the body."""
     own = sock is None
     if own:
-        sock = socket.create_connection((host, port))
+        sock = connect(host, port, tls)
     extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {size}\r\n{extra}\r\n"
                  .encode())
@@ -243,12 +251,13 @@ def aws_chunked_length(size: int, chunk: int = AWS_CHUNK) -> int:
 
 
 def stream_put_aws_chunked(host: str, port: int, path: str, size: int, source: memoryview,
-                           headers: dict[str, str], chunk: int = AWS_CHUNK) -> tuple[int, dict[str, str], bytes]:
+                           headers: dict[str, str], chunk: int = AWS_CHUNK,
+                           tls: ssl.SSLContext | None = None) -> tuple[int, dict[str, str], bytes]:
     """Send ``size`` bytes (``source`` repeated; its length a multiple of ``chunk``) as an unsigned aws-chunked body
     with a CRC32 trailer (STREAMING-UNSIGNED-PAYLOAD-TRAILER), as boto3 sends uploads over HTTPS; ``headers``
     sign it (``Presigner.header_auth``)."""
     assert len(source) % chunk == 0
-    with socket.create_connection((host, port)) as sock:
+    with connect(host, port, tls) as sock:
         extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         sock.sendall(f"PUT {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
                      f"Content-Length: {aws_chunked_length(size, chunk)}\r\n{extra}\r\n".encode())

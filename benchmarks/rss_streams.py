@@ -4,7 +4,7 @@
 object (decrypted on the way out: no sendfile). Prints the server tree's RSS before, its peak during each
 phase, and after.
 
-Usage: python -m benchmarks.rss_streams [--streams 64] [--get-size-mib 1024] [--put-size-mib 1024]
+Usage: python -m benchmarks.rss_streams [--streams 64] [--get-size-mib 1024] [--put-size-mib 1024] [--tls]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks import loadgen
-from benchmarks.servers import HERE, Shoal
+from benchmarks.servers import HERE, Shoal, client_tls
 from benchmarks.sigv4 import Presigner
 
 MiB = 1 << 20
@@ -29,20 +29,22 @@ def main() -> None:
     ap.add_argument("--get-size-mib", type=int, default=1024)
     ap.add_argument("--put-size-mib", type=int, default=1024)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--tls", action="store_true", help="serve and send everything over HTTPS (no sendfile)")
     args = ap.parse_args()
     workdir = os.path.join(HERE, ".work-rss")
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
-    srv = Shoal(workdir, args.workers).start()
+    srv = Shoal(workdir, args.workers, tls=args.tls).start()
+    tls = client_tls() if args.tls else None
     mon = srv.monitor
     assert mon is not None
     sign = Presigner(srv.endpoint, srv.access_key, srv.secret_key)
     blob = memoryview(os.urandom(4 * MiB))
     host, port = "127.0.0.1", srv.port
     try:
-        loadgen.stream_put(host, port, sign.path("PUT", "rss"), 0, blob)
+        loadgen.stream_put(host, port, sign.path("PUT", "rss"), 0, blob, tls=tls)
         gsize = args.get_size_mib * MiB
-        st, _, body = loadgen.stream_put(host, port, sign.path("PUT", "rss", "big"), gsize, blob)
+        st, _, body = loadgen.stream_put(host, port, sign.path("PUT", "rss", "big"), gsize, blob, tls=tls)
         assert st == 200, body
         time.sleep(1)
         base = mon.rss()
@@ -73,15 +75,16 @@ def main() -> None:
                   f"after {mon.rss() / MiB:.0f} MiB; load {os.getloadavg()[0]:.2f}")
 
         def get(i: int) -> None:
-            st, n, _ = loadgen.stream_get(host, port, sign.path("GET", "rss", "big"))
+            st, n, _ = loadgen.stream_get(host, port, sign.path("GET", "rss", "big"), tls=tls)
             assert st == 200 and n == gsize, (st, n)
 
         psize = args.put_size_mib * MiB
 
         def put(i: int) -> None:
-            st, _, body = loadgen.stream_put(host, port, sign.path("PUT", "rss", f"p{i}"), psize, blob)
+            st, _, body = loadgen.stream_put(host, port, sign.path("PUT", "rss", f"p{i}"), psize, blob, tls=tls)
             assert st == 200, body
-            st, _, _ = loadgen.stream_put(host, port, sign.path("DELETE", "rss", f"p{i}"), 0, blob, method="DELETE")
+            st, _, _ = loadgen.stream_put(host, port, sign.path("DELETE", "rss", f"p{i}"), 0, blob, method="DELETE",
+                                          tls=tls)
             assert st == 204, st
 
         def put_chunked(i: int) -> None:
@@ -89,20 +92,21 @@ def main() -> None:
             path, headers = signer.header_auth("PUT", "rss", f"c{i}", "STREAMING-UNSIGNED-PAYLOAD-TRAILER", {
                 "content-encoding": "aws-chunked", "x-amz-decoded-content-length": str(psize),
                 "x-amz-trailer": "x-amz-checksum-crc32"})
-            st, _, body = loadgen.stream_put_aws_chunked(host, port, path, psize, blob, headers)
+            st, _, body = loadgen.stream_put_aws_chunked(host, port, path, psize, blob, headers, tls=tls)
             assert st == 200, body
-            st, _, _ = loadgen.stream_put(host, port, sign.path("DELETE", "rss", f"c{i}"), 0, blob, method="DELETE")
+            st, _, _ = loadgen.stream_put(host, port, sign.path("DELETE", "rss", f"c{i}"), 0, blob, method="DELETE",
+                                          tls=tls)
             assert st == 204, st
 
         def get_encrypted(i: int) -> None:
-            st, n, _ = loadgen.stream_get(host, port, sign.path("GET", "rss", "sealed"))
+            st, n, _ = loadgen.stream_get(host, port, sign.path("GET", "rss", "sealed"), tls=tls)
             assert st == 200 and n == gsize, (st, n)
 
         phase("GET", get, args.streams, gsize)
         phase("PUT", put, args.streams, psize)
         phase("PUT aws-chunked", put_chunked, args.streams, psize)
         st, _, body = loadgen.stream_put(host, port, sign.path("PUT", "rss", "sealed"), gsize, blob,
-                                         headers={"x-amz-server-side-encryption": "AES256"})
+                                         headers={"x-amz-server-side-encryption": "AES256"}, tls=tls)
         assert st == 200, body
         phase("GET SSE-S3", get_encrypted, args.streams, gsize)
     finally:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -22,6 +24,36 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def client_tls() -> ssl.SSLContext:
+    """A client context for our own self-signed benchmark servers: no verification."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def self_signed(directory: str) -> tuple[str, str]:
+    """A throwaway certificate and key for 127.0.0.1 (PEM files in ``directory``)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    paths = os.path.join(directory, "bench.crt"), os.path.join(directory, "bench.key")
+    with open(paths[0], "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(paths[1], "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return paths
 
 
 def _children() -> dict[int, list[int]]:
@@ -143,7 +175,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log.name}")
             try:
-                urllib.request.urlopen(self.endpoint + "/", timeout=1)
+                urllib.request.urlopen(self.endpoint + "/", timeout=1, context=client_tls())
                 break
             except urllib.error.HTTPError:
                 break  # it answers (403 without credentials)
@@ -173,14 +205,18 @@ class Shoal(Server):
     access_key, secret_key = "benchadmin", "benchadmin-secret"
     durability = "durable (default): blobs fsync'd + renamed + dir fsync'd, SQLite WAL synchronous=FULL, group commit"
 
-    def __init__(self, workdir: str, workers: int = 1) -> None:
+    def __init__(self, workdir: str, workers: int = 1, tls: bool = False) -> None:
         self.workers = workers
         self.name = f"shoal w{workers}"
         super().__init__(workdir)
+        self.tls = self_signed(workdir) if tls else None
+        if tls:
+            self.endpoint = f"https://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
+        tls = ["--tls-cert", self.tls[0], "--tls-key", self.tls[1]] if self.tls else []
         return [sys.executable, "-m", "shoal", "server", self.data_dir, "--address", f"127.0.0.1:{self.port}",
-                "--workers", str(self.workers), "--lifecycle-interval", "0"]
+                "--workers", str(self.workers), "--lifecycle-interval", "0", *tls]
 
     def env(self) -> dict[str, str]:
         env = super().env()
