@@ -193,10 +193,16 @@ class LocalBlobStore:
             raise ValueError("not a blob id")  # ids come from our own metadata; refuse anything else
         directory = os.path.join(self.blob_dir, blob_id[:2], blob_id[2:4])
         if create_dirs and not os.path.isdir(directory):
-            os.makedirs(directory, exist_ok=True)
-            if self.durable:
-                _fsync_dir(os.path.dirname(directory))
-                _fsync_dir(os.path.dirname(os.path.dirname(directory)))
+            # Each directory made here is fsync'd into its parent; a parent that already existed is not fsync'd
+            # again (one journal commit saved on most new leaves: the 256 upper directories exist early on).
+            parent = os.path.dirname(directory)
+            for made, into in ((parent, self.blob_dir), (directory, parent)):
+                try:
+                    os.mkdir(made)
+                except FileExistsError:
+                    continue  # already there, or made just now by a concurrent upload (which fsyncs it)
+                if self.durable:
+                    _fsync_dir(into)
         return os.path.join(directory, blob_id)
 
     def new_writer(self) -> LocalBlobWriter:
