@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -155,16 +156,22 @@ def test_multipart_frees_unused_and_aborted_parts(make_server):
     assert wait_for_blob_count(srv, 0) == []
 
 
-def test_failed_upload_leaves_nothing(make_server):
+# 100 KiB: received whole, its blob made durable before the checks (shoal.s3.ingest._ingest_whole); 300 KiB: streamed.
+@pytest.mark.parametrize("size", [100 * 1024, 300 * 1024])
+def test_failed_upload_leaves_nothing(make_server, size):
+    from rawhttp import Raw
+
     srv = make_server()
     s3 = client(srv.endpoint)
     s3.create_bucket(Bucket="bkt")
     with pytest.raises(ClientError) as e:
-        s3.put_object(Bucket="bkt", Key="bad", Body=os.urandom(300 * 1024), ChecksumSHA256=checksum("SHA256", b""))
+        s3.put_object(Bucket="bkt", Key="bad", Body=os.urandom(size), ChecksumSHA256=checksum("SHA256", b""))
     assert error_code(e.value) == "BadDigest"
     with pytest.raises(ClientError) as e:
-        s3.put_object(Bucket="bkt", Key="bad", Body=os.urandom(300 * 1024), ContentMD5="1B2M2Y8AsgTpgAmY7PhCfg==")
+        s3.put_object(Bucket="bkt", Key="bad", Body=os.urandom(size), ContentMD5="1B2M2Y8AsgTpgAmY7PhCfg==")
     assert error_code(e.value) == "BadDigest"
+    resp = Raw(srv.port).signed("PUT", "/bkt/bad", os.urandom(size), payload=hashlib.sha256(b"other").hexdigest())
+    assert resp.status == 400 and resp.code == "XAmzContentSHA256Mismatch", resp
     assert blob_files(srv) == []
     assert tmp_files(srv) == []
     assert s3.list_objects_v2(Bucket="bkt")["KeyCount"] == 0

@@ -92,7 +92,8 @@ def test_enospc_is_a_clean_503_and_leaves_nothing(faulty, point):
     s3.put_object(Bucket="bkt", Key="k", Body=b"previous")
     faults.set(**{point: "ENOSPC"})
     # 20 MiB: past the blob store's write-behind step, so a background flush meets the fault first.
-    for body in (os.urandom(300 * 1024), os.urandom(3 * MiB), os.urandom(20 * MiB)):
+    # 100 KiB: received whole, then hashed, written and made durable in one call (shoal.s3.ingest._ingest_whole).
+    for body in (os.urandom(100 * 1024), os.urandom(300 * 1024), os.urandom(3 * MiB), os.urandom(20 * MiB)):
         with pytest.raises(ClientError) as e:
             s3.put_object(Bucket="bkt", Key="k", Body=body)
         assert code_and_status(e.value) == ("ServiceUnavailable", 503)
@@ -240,9 +241,9 @@ def test_client_disconnect_mid_upload_leaves_nothing(make_server):
     srv = make_server()
     s3 = one_shot_client(srv.endpoint)
     s3.create_bucket(Bucket="bkt")
-    for sent in (0, 100 * 1024, 2 * MiB):
+    for declared, sent in ((4 * MiB, 0), (4 * MiB, 100 * 1024), (4 * MiB, 2 * MiB), (150 * 1024, 100 * 1024)):
         sock = socket.create_connection(("127.0.0.1", srv.port))
-        sock.sendall(signed_put_head(srv.port, "gone", 4 * MiB) + os.urandom(sent))
+        sock.sendall(signed_put_head(srv.port, "gone", declared) + os.urandom(sent))
         time.sleep(0.2)
         sock.close()
         assert wait_until(lambda: tmp_files(srv) == []), "temp file left behind"

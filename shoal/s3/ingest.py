@@ -164,6 +164,54 @@ def _lanes_for(lanes: tuple[Callable[[memoryview], None], ...], writer: BlobWrit
 
 
 _DIRECT_BUFFERS = 3
+WHOLE_LIMIT = 256 << 10  # bodies (over the inline limit) shorter than this take _ingest_whole
+
+
+async def _ingest_whole(body: DirectBody, hashers: _Hashers, new_writer: Callable[[], BlobWriter],
+                        blobs: BlobStore, work: Work) -> tuple[int, BlobWriter]:
+    """A body of less than WHOLE_LIMIT bytes, too large to be kept inline: received whole into one buffer, then
+    hashed, written and made durable (``BlobWriter.finish``) in one call on a worker thread. At this size the
+    hashing and writing take less time than handing each buffer to the lanes and each step to a thread (a 96 KiB
+    upload cost ~70 futex calls, and ~2 ms of CPU against ~0.5 for a 64 KiB one kept inline). Returns the size
+    and the writer, its blob already durable."""
+    global _direct_in_use
+    buffer = _take_buffer(WHOLE_LIMIT)
+    _direct_in_use += WHOLE_LIMIT
+    view = memoryview(buffer)
+    call: concurrent.futures.Future | None = None
+    try:
+        size = 0
+        while n := await body.readinto(view[size:]):
+            size += n
+            if size == len(view):  # more than the declared length: the body fails at its end
+                scratch = memoryview(bytearray(64 << 10))
+                while await body.readinto(scratch):
+                    pass
+                raise S3Error("IncompleteBody")
+        data = view[:size]
+
+        def store() -> BlobWriter:
+            writer = new_writer()
+            try:
+                hashers.update(data)
+                writer.write(data)
+                writer.finish()
+            except BaseException:
+                writer.abort()
+                raise
+            return writer
+
+        call = work.submit(store)
+        await finished((call,))
+        return size, call.result()
+    except BaseException:
+        await work.settle()  # the thread may still use the buffer, and its blob must not outlive the upload
+        if call is not None and call.done() and not call.cancelled() and call.exception() is None:
+            blobs.delete(call.result().blob_id)
+        raise
+    finally:
+        _direct_in_use -= WHOLE_LIMIT
+        _return_buffer(buffer)
 
 
 async def _ingest_direct(body: DirectBody, lanes: tuple[Callable[[memoryview], None], ...], writer: BlobWriter,
@@ -248,13 +296,18 @@ async def ingest(
         return tuple(lane.feed(memoryview(chunk)) for lane in workers)
 
     counted = False
+    durable = False  # the blob writer has been finished (by _ingest_whole)
 
     try:
         if inline_limit < 0:  # the caller needs a blob even for an empty body (multipart parts)
             writer = await loop.run_in_executor(None, new_writer)
             counted = True
             _active_blob_uploads += 1
-        if hasattr(body, "readinto") and declared is not None and declared > inline_limit:
+        if (writer is None and hasattr(body, "readinto") and declared is not None
+                and inline_limit < declared < WHOLE_LIMIT and _direct_in_use + WHOLE_LIMIT <= BUFFER_BUDGET):
+            size, writer = await _ingest_whole(body, hashers, new_writer, blobs, work)  # type: ignore[arg-type]
+            durable = True
+        elif hasattr(body, "readinto") and declared is not None and declared > inline_limit:
             if writer is None:
                 writer = await loop.run_in_executor(None, new_writer)
                 counted = True
@@ -292,14 +345,17 @@ async def ingest(
             await work.settle()  # no worker thread may still write to the file being aborted
         finally:  # also when cancelled again while settling (settle has waited for the threads by then)
             if writer is not None:
-                writer.abort()
+                if durable:
+                    blobs.delete(writer.blob_id)
+                else:
+                    writer.abort()
         raise
     finally:
         if counted:
             _active_blob_uploads -= 1
     values = {a: checksums.b64(h.digest()) for a, h in hashers.others.items()}
     return Ingested(size=size, md5=hashers.md5.digest(), checksums=values, inline=inline, writer=writer,
-                    inline_salt=salt)
+                    inline_salt=salt, _finished=durable)
 
 
 def check_content_md5(header: str | None, md5: bytes) -> None:
