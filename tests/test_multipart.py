@@ -294,6 +294,17 @@ def test_list_multipart_uploads(s3, bucket):
                                      UploadIdMarker=resp["NextUploadIdMarker"])
     assert [u["Key"] for u in rest["Uploads"]] == ["b", "c/d/e"]
     assert rest["IsTruncated"] is False
+    # Markers before, within and past a prefix's keys; a marker key with uploads left after the upload id marker.
+    second = s3.create_multipart_upload(Bucket=bucket, Key="a/2")["UploadId"]
+    first_id, later_id = sorted([ids["a/2"], second])
+    listed = s3.list_multipart_uploads(Bucket=bucket, Prefix="a/")["Uploads"]
+    assert [(u["Key"], u["UploadId"]) for u in listed] == [("a/1", ids["a/1"]), ("a/2", ids["a/2"]), ("a/2", second)]
+    rest = s3.list_multipart_uploads(Bucket=bucket, Prefix="a/", KeyMarker="a/2", UploadIdMarker=first_id)
+    assert [(u["Key"], u["UploadId"]) for u in rest["Uploads"]] == [("a/2", later_id)]
+    assert [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket, Prefix="c/", KeyMarker="0")["Uploads"]] \
+        == ["c/d/e"]
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket, Prefix="a/", KeyMarker="z")
+    s3.abort_multipart_upload(Bucket=bucket, Key="a/2", UploadId=second)
     s3.abort_multipart_upload(Bucket=bucket, Key="b", UploadId=ids["b"])
     assert [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket)["Uploads"]] == ["a/1", "a/2", "c/d/e"]
 

@@ -545,11 +545,9 @@ class SqliteMetadataStore:
         """Current objects with key > after (>= if inclusive) starting with prefix, in key order: one index
         range scan, decoded lazily (a listing that rolls keys up into a common prefix stops after one row).
         Listed records carry no segments (a listing never reads them)."""
-        sql = (f"SELECT {_LIST_COLUMNS} FROM versions WHERE bucket=? AND is_latest=1 "
-               f"AND key{'>=' if inclusive else '>'}?")
-        args: list[Any] = [bucket, after]
-        sql += _prefix_range(prefix, args)
-        sql += " ORDER BY key LIMIT ?"
+        args: list[Any] = [bucket]
+        sql = (f"SELECT {_LIST_COLUMNS} FROM versions WHERE bucket=? AND is_latest=1"
+               + _key_range(prefix, after, inclusive, args) + " ORDER BY key LIMIT ?")
         args.append(limit)
         return _listed(self._reader().execute(sql, args))
 
@@ -568,10 +566,9 @@ class SqliteMetadataStore:
             records = [_object_from_row(r) for r in rows]
             if len(records) >= limit:
                 return records
-        sql = f"SELECT {_OBJECT_COLUMNS} FROM versions WHERE bucket=? AND key{'>=' if inclusive else '>'}?"
-        args: list[Any] = [bucket, after_key]
-        sql += _prefix_range(prefix, args)
-        sql += " ORDER BY key, seq DESC LIMIT ?"
+        args: list[Any] = [bucket]
+        sql = (f"SELECT {_OBJECT_COLUMNS} FROM versions WHERE bucket=?"
+               + _key_range(prefix, after_key, inclusive, args) + " ORDER BY key, seq DESC LIMIT ?")
         args.append(limit - len(records))
         return records + [_object_from_row(r) for r in conn.execute(sql, args)]
 
@@ -622,14 +619,13 @@ class SqliteMetadataStore:
     ) -> list[Upload]:
         sql = "SELECT upload_id, bucket, key, initiated, meta FROM uploads WHERE bucket=?"
         args: list[Any] = [bucket]
-        if key_marker:
-            if upload_id_marker:
-                sql += " AND (key>? OR (key=? AND upload_id>?))"
-                args += [key_marker, key_marker, upload_id_marker]
-            else:
-                sql += " AND key>?"
-                args.append(key_marker)
-        sql += _prefix_range(prefix, args)
+        if key_marker and upload_id_marker and key_marker >= prefix:
+            # The marker's own key may have uploads left after upload_id_marker: the range starts at that key.
+            sql += " AND (key>? OR (key=? AND upload_id>?))"
+            args += [key_marker, key_marker, upload_id_marker]
+            sql += _key_range(prefix, key_marker, True, args)
+        else:
+            sql += _key_range(prefix, key_marker, False, args)
         sql += " ORDER BY key, initiated, upload_id LIMIT ?"
         args.append(limit)
         return [Upload(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in self._reader().execute(sql, args)]
@@ -721,16 +717,21 @@ def _settle_all(outcomes: list[tuple[asyncio.Future, Any, BaseException | None]]
         _settle(future, result, error)
 
 
-def _prefix_range(prefix: str, args: list[Any]) -> str:
-    """SQL narrowing ``key`` to keys starting with ``prefix``, as an index range (appends its arguments)."""
-    if not prefix:
-        return ""
-    args.append(prefix)
-    upper = prefix_upper_bound(prefix)
-    if upper is None:
-        return " AND key>=?"
-    args.append(upper)
-    return " AND key>=? AND key<?"
+def _key_range(prefix: str, after: str, inclusive: bool, args: list[Any]) -> str:
+    """SQL narrowing ``key`` to keys after ``after`` (from it, if ``inclusive``) that start with ``prefix``, as one
+    index range (appends its arguments). One lower bound, the greater: given two, SQLite seeks with the first and
+    only filters by the second, so listing a prefix from the start scanned every key of the bucket before it."""
+    if prefix > after:
+        args.append(prefix)
+        sql = " AND key>=?"
+    else:
+        args.append(after)
+        sql = " AND key>=?" if inclusive else " AND key>?"
+    upper = prefix_upper_bound(prefix) if prefix else None
+    if upper is not None:
+        args.append(upper)
+        sql += " AND key<?"
+    return sql
 
 
 def prefix_upper_bound(prefix: str) -> str | None:
