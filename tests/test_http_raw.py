@@ -254,11 +254,14 @@ def test_chunk_without_signature_in_signed_stream(raw, rb):
     assert_absent(raw, rb, "k")
 
 
-def test_decoded_length_mismatch_commits_nothing(raw, rb):
-    data = os.urandom(5000)
+# Short and long, inline and received whole (more than its buffer holds, and less).
+@pytest.mark.parametrize("size,declared", [(5000, 5001), (5000, 4999), (100_000, 100_001), (200_000, 100_000),
+                                           (100_000, 99_000)])
+def test_decoded_length_mismatch_commits_nothing(raw, rb, size, declared):
+    data = os.urandom(size)
     path = f"/{rb}/k"
-    headers = streaming_headers(raw, path, len(data) + 1)
-    resp = raw.send("PUT", path, aws_chunked(data, 1000, headers), headers)
+    headers = streaming_headers(raw, path, declared)
+    resp = raw.send("PUT", path, aws_chunked(data, 10_000, headers), headers)
     assert resp.status == 400 and resp.code == "IncompleteBody", resp
     assert_absent(raw, rb, "k")
 

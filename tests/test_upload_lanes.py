@@ -305,3 +305,94 @@ def test_an_upload_cancelled_twice_still_cleans_up(declared):
     asyncio.run(main())
     assert writer.aborted
     assert ingest._direct_in_use == before
+
+
+@pytest.mark.parametrize("cancels", [1, 2])
+def test_a_small_upload_cancelled_while_made_durable_leaves_no_blob(tmp_path, cancels):
+    """A body under 256 KiB is received whole and its blob hashed, written and made durable in one worker call
+    (ingest._ingest_whole). Cancelled meanwhile (shutdown; twice: then also while waiting for that call), the
+    upload waits for the call, deletes the blob it made, and returns its buffer to the budget."""
+    from shoal.storage.local_blobs import LocalBlobStore
+
+    store = LocalBlobStore(str(tmp_path))
+    entered = threading.Event()
+
+    class Blobs:
+        def new_writer(self):
+            writer = store.new_writer()
+            real_finish = writer.finish
+
+            def finish() -> None:
+                entered.set()
+                time.sleep(0.3)
+                real_finish()
+
+            writer.finish = finish  # type: ignore[method-assign]
+            return writer
+
+        def delete(self, blob_id: str) -> None:
+            store.delete(blob_id)
+
+    data = os.urandom(100 * 1024)
+
+    class Whole(_Body):
+        length = len(data)
+        trailers: dict[str, str] = {}
+        wants_sha256 = False
+
+        async def read(self) -> bytes:
+            return b""
+
+        def check_sha256(self, hexdigest: str) -> None:
+            pass
+
+    async def main() -> None:
+        task = asyncio.create_task(ingest.ingest(Whole(data), Blobs(), set(),  # type: ignore[arg-type]
+                                                 inline_limit=64 * 1024))
+        while not entered.is_set():
+            await asyncio.sleep(0.01)
+        for _ in range(cancels):
+            task.cancel()
+            await asyncio.sleep(0.05)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    before = ingest._direct_in_use
+    asyncio.run(main())
+    assert ingest._direct_in_use == before
+    assert [f for _, _, files in os.walk(store.blob_dir) for f in files] == []
+    assert os.listdir(store.tmp_dir) == []
+
+
+def test_a_small_upload_is_stored_whole_with_its_hashes(tmp_path):
+    from shoal.storage.local_blobs import LocalBlobStore
+
+    store = LocalBlobStore(str(tmp_path))
+    data = os.urandom(100 * 1024)
+
+    class Whole(_Body):
+        length = len(data)
+        trailers: dict[str, str] = {}
+        wants_sha256 = True
+        checked: str | None = None
+
+        async def read(self) -> bytes:
+            return b""
+
+        def check_sha256(self, hexdigest: str) -> None:
+            self.checked = hexdigest
+
+    body = Whole(data, piece=30_000)
+    got = asyncio.run(ingest.ingest(body, store, {"CRC32"}, inline_limit=64 * 1024))  # type: ignore[arg-type]
+    assert got.size == len(data) and got.inline is None and got.writer is not None
+    assert got.md5 == hashlib.md5(data).digest() and body.checked == hashlib.sha256(data).hexdigest()
+    assert got.checksums["CRC32"] == ingest.checksums.b64(zlib_crc32(data))
+    with store.open(got.writer.blob_id) as f:
+        assert f.read() == data
+    assert os.listdir(store.tmp_dir) == []  # already durable: renamed into place
+
+
+def zlib_crc32(data: bytes) -> bytes:
+    import zlib
+
+    return zlib.crc32(data).to_bytes(4, "big")
