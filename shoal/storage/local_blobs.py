@@ -187,22 +187,28 @@ class LocalBlobStore:
         self.quarantine_dir = os.path.join(root, "quarantine")
         os.makedirs(self.blob_dir, exist_ok=True)
         os.makedirs(self.tmp_dir, exist_ok=True)
+        self._synced_uppers: set[str] = set()  # blobs/ab directories known to be fsync'd into blobs/
 
     def path(self, blob_id: str, create_dirs: bool = False) -> str:
         if len(blob_id) != 32 or not all(c in "0123456789abcdef" for c in blob_id):
             raise ValueError("not a blob id")  # ids come from our own metadata; refuse anything else
         directory = os.path.join(self.blob_dir, blob_id[:2], blob_id[2:4])
         if create_dirs and not os.path.isdir(directory):
-            # Each directory made here is fsync'd into its parent; a parent that already existed is not fsync'd
-            # again (one journal commit saved on most new leaves: the 256 upper directories exist early on).
+            # Each directory is fsync'd into its parent, also when another upload made it just now (its own fsync
+            # may not have run yet). An upper directory is fsync'd once per process (its set holds at most 256):
+            # they exist early on, so most new leaves cost one journal commit here, not two.
             parent = os.path.dirname(directory)
             for made, into in ((parent, self.blob_dir), (directory, parent)):
+                if made in self._synced_uppers:
+                    continue
                 try:
                     os.mkdir(made)
                 except FileExistsError:
-                    continue  # already there, or made just now by a concurrent upload (which fsyncs it)
+                    pass
                 if self.durable:
                     _fsync_dir(into)
+                if made == parent:
+                    self._synced_uppers.add(made)
         return os.path.join(directory, blob_id)
 
     def new_writer(self) -> LocalBlobWriter:
