@@ -275,6 +275,21 @@ def test_list_parts_pagination(s3, bucket):
     assert seen == list(range(1, 8))
 
 
+def test_list_multipart_uploads_pages_through_many_uploads_of_one_key(s3, bucket):
+    """Uploads of one key are listed oldest first; their ids are random, so a page ending inside the key must
+    resume after its last upload in that order, not after the next larger id."""
+    started = [s3.create_multipart_upload(Bucket=bucket, Key="same")["UploadId"] for _ in range(6)]
+    seen: list[str] = []
+    markers: dict[str, str] = {}
+    for _ in range(10):
+        page = s3.list_multipart_uploads(Bucket=bucket, MaxUploads=1, **markers)
+        seen += [u["UploadId"] for u in page.get("Uploads", [])]
+        if not page["IsTruncated"]:
+            break
+        markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+    assert seen == started
+
+
 def test_list_multipart_uploads(s3, bucket):
     ids = {}
     for key in ["a/1", "a/2", "b", "c/d/e"]:
@@ -296,11 +311,10 @@ def test_list_multipart_uploads(s3, bucket):
     assert rest["IsTruncated"] is False
     # Markers before, within and past a prefix's keys; a marker key with uploads left after the upload id marker.
     second = s3.create_multipart_upload(Bucket=bucket, Key="a/2")["UploadId"]
-    first_id, later_id = sorted([ids["a/2"], second])
     listed = s3.list_multipart_uploads(Bucket=bucket, Prefix="a/")["Uploads"]
     assert [(u["Key"], u["UploadId"]) for u in listed] == [("a/1", ids["a/1"]), ("a/2", ids["a/2"]), ("a/2", second)]
-    rest = s3.list_multipart_uploads(Bucket=bucket, Prefix="a/", KeyMarker="a/2", UploadIdMarker=first_id)
-    assert [(u["Key"], u["UploadId"]) for u in rest["Uploads"]] == [("a/2", later_id)]
+    rest = s3.list_multipart_uploads(Bucket=bucket, Prefix="a/", KeyMarker="a/2", UploadIdMarker=ids["a/2"])
+    assert [(u["Key"], u["UploadId"]) for u in rest["Uploads"]] == [("a/2", second)]
     assert [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket, Prefix="c/", KeyMarker="0")["Uploads"]] \
         == ["c/d/e"]
     assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket, Prefix="a/", KeyMarker="z")

@@ -619,16 +619,24 @@ class SqliteMetadataStore:
     ) -> list[Upload]:
         sql = "SELECT upload_id, bucket, key, initiated, meta FROM uploads WHERE bucket=?"
         args: list[Any] = [bucket]
+        conn = self._reader()
         if key_marker and upload_id_marker and key_marker >= prefix:
-            # The marker's own key may have uploads left after upload_id_marker: the range starts at that key.
-            sql += " AND (key>? OR (key=? AND upload_id>?))"
-            args += [key_marker, key_marker, upload_id_marker]
+            # The marker's own key may have uploads left after the marker's upload, in listing order (initiated,
+            # then upload id; ids are random): the range starts at that key.
+            row = conn.execute("SELECT initiated FROM uploads WHERE upload_id=? AND bucket=? AND key=?",
+                               (upload_id_marker, bucket, key_marker)).fetchone()
+            if row is None:  # completed or aborted since: by upload id
+                sql += " AND (key>? OR (key=? AND upload_id>?))"
+                args += [key_marker, key_marker, upload_id_marker]
+            else:
+                sql += " AND (key>? OR (key=? AND (initiated>? OR (initiated=? AND upload_id>?))))"
+                args += [key_marker, key_marker, row[0], row[0], upload_id_marker]
             sql += _key_range(prefix, key_marker, True, args)
         else:
             sql += _key_range(prefix, key_marker, False, args)
         sql += " ORDER BY key, initiated, upload_id LIMIT ?"
         args.append(limit)
-        return [Upload(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in self._reader().execute(sql, args)]
+        return [Upload(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in conn.execute(sql, args)]
 
     def completed_upload_etag(self, bucket: str, key: str, upload_id: str) -> str | None:
         row = self._reader().execute(
