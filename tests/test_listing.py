@@ -464,3 +464,17 @@ def test_a_listing_reads_only_its_own_key_range(tmp_path):
         assert late < 3 * early and within < 3 * early, (early, late, within)
     finally:
         store.close()
+
+
+def test_listed_storage_class_and_checksums_are_each_objects_own(s3, bucket):
+    """The storage class and checksum elements of a listing are rendered once per distinct value and reused: each
+    key must still show its own."""
+    s3.put_object(Bucket=bucket, Key="a-crc32c", Body=b"1", ChecksumAlgorithm="CRC32C")
+    s3.put_object(Bucket=bucket, Key="b-sha256-ia", Body=b"2", ChecksumAlgorithm="SHA256", StorageClass="STANDARD_IA")
+    s3.put_object(Bucket=bucket, Key="c-crc32c", Body=b"3", ChecksumAlgorithm="CRC32C", StorageClass="GLACIER_IR")
+    listed = {o["Key"]: o for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert {k: (o["StorageClass"], o["ChecksumAlgorithm"], o["ChecksumType"]) for k, o in listed.items()} == {
+        "a-crc32c": ("STANDARD", ["CRC32C"], "FULL_OBJECT"),
+        "b-sha256-ia": ("STANDARD_IA", ["SHA256"], "FULL_OBJECT"),
+        "c-crc32c": ("GLACIER_IR", ["CRC32C"], "FULL_OBJECT"),
+    }

@@ -170,14 +170,15 @@ def _object_from_row(row: tuple, inline: bytes | None = None) -> ObjectRecord:
                         _segments_from_json(row[8]), inline, bool(row[6]), row[9], bool(row[10]))
 
 
-_LIST_COLUMNS = "bucket, key, version_id, size, etag, mtime, delete_marker, meta, seq, is_latest"
+# Not the bucket nor is_latest: the query fixes both (each column costs a conversion per row).
+_LIST_COLUMNS = "key, version_id, size, etag, mtime, delete_marker, meta, seq"
 
 
-def _listed(rows: Iterable[tuple]) -> Iterator[ObjectRecord]:
+def _listed(bucket: str, rows: Iterable[tuple]) -> Iterator[ObjectRecord]:
     loads = _loads_object_json
     for row in rows:  # positional, as in _object_from_row: a listing page decodes up to 1000 rows
-        yield ObjectRecord(row[0], row[1], row[2], row[3], row[4], row[5], loads(row[7]), [], None, bool(row[6]),
-                           row[8], bool(row[9]))
+        yield ObjectRecord(bucket, row[0], row[1], row[2], row[3], row[4], loads(row[6]), [], None, bool(row[5]),
+                           row[7], True)
 
 
 class _Connection(sqlite3.Connection):
@@ -549,7 +550,7 @@ class SqliteMetadataStore:
         sql = (f"SELECT {_LIST_COLUMNS} FROM versions WHERE bucket=? AND is_latest=1"
                + _key_range(prefix, after, inclusive, args) + " ORDER BY key LIMIT ?")
         args.append(limit)
-        return _listed(self._reader().execute(sql, args))
+        return _listed(bucket, self._reader().execute(sql, args))
 
     def list_versions(
         self, bucket: str, prefix: str, after_key: str, after_seq: int | None, limit: int, inclusive: bool = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 from urllib.parse import quote
 
 from shoal.errors import S3Error
@@ -101,17 +102,25 @@ def encoder(req: S3Request):
     return lambda value: xml.esc(quote(str(value), safe="/"))
 
 
+@functools.lru_cache(maxsize=64)
+def _storage_class(value: str) -> str:
+    return xml.el("StorageClass", value)
+
+
+@functools.lru_cache(maxsize=64)
+def _checksum_elements(algorithms: tuple[str, ...], kind: str) -> str:
+    return "".join(xml.el("ChecksumAlgorithm", a) for a in algorithms) + xml.el("ChecksumType", kind)
+
+
 def _contents(record: ObjectRecord, enc, owner: str | None) -> str:
-    # LastModified, ETag (hex digits and "-N") and Size never need escaping.
+    # LastModified, ETag (hex digits and "-N") and Size never need escaping. The storage class and checksum
+    # elements repeat from key to key: rendered once each (a page has up to 1000 keys).
     meta = record.meta
     ck = meta.get("ck")
     return (
         f"<Contents><Key>{enc(record.key)}</Key><LastModified>{xml.iso8601(record.last_modified)}</LastModified>"
-        f"<ETag>&quot;{record.etag}&quot;</ETag><Size>{record.size}</Size>"
-        + xml.el("StorageClass", meta.get("sc", "STANDARD"))
-        + (owner or "")
-        + ("".join(xml.el("ChecksumAlgorithm", a) for a in ck) + xml.el("ChecksumType", meta["ckt"]) if ck else "")
-        + "</Contents>"
+        f"<ETag>&quot;{record.etag}&quot;</ETag><Size>{record.size}</Size>{_storage_class(meta.get('sc', 'STANDARD'))}"
+        f"{owner or ''}{_checksum_elements(tuple(ck), meta['ckt']) if ck else ''}</Contents>"
     )
 
 
