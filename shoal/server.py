@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -305,6 +306,11 @@ async def serve(settings: ServerSettings, reuse_port: bool = False, lifecycle: b
         worker.start()
     trim = _IdleTrim(app)
     trim.start()
+    # What exists now (modules, classes, configuration, caches' shells) lives as long as the process: collected
+    # once, then left out of the cyclic GC's full collections. Each of those walked all of it, ~55k objects:
+    # 30-40 ms pauses, a few every second under listings (LIST p99 43 -> 15 ms at 100k keys).
+    gc.collect()
+    gc.freeze()
     readiness.started = True
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
