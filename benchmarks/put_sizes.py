@@ -39,8 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     workdir = os.path.join(HERE, ".work-put-sizes")
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
-    cfg = Config(quick=True, duration=args.duration, list_keys=0, list_pages=0, stream_size=0, part_size=0,
-                 part_parallel=0, delete_ops=0, concurrency=(1,), workdir="")
+    cfg = Config.points_only(args.duration)
     names = ["shoal w1", *(p for p in args.peers.split(",") if p)]
     levels = [int(c) for c in args.concurrency.split(",")]
     benches: dict[str, Bench] = {}

@@ -31,8 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     workdir = os.path.join(HERE, ".work-rounds")
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
-    cfg = Config(quick=True, duration=args.duration, list_keys=0, list_pages=0, stream_size=0, part_size=0,
-                 part_parallel=0, delete_ops=0, concurrency=(1,), workdir="")
+    cfg = Config.points_only(args.duration)
     shoals = [f"shoal w{n}" for n in args.workers.split(",") if n]
     peers = [p for p in args.peers.split(",") if p]
     benches: dict[str, Bench] = {}

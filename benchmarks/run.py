@@ -44,6 +44,12 @@ class Config:
     concurrency: tuple[int, ...]
     workdir: str = ""  # where the sendfile probe keeps its file; empty: no probe (--no-limits)
 
+    @classmethod
+    def points_only(cls, duration: float) -> Config:
+        """For scripts that measure their own points through Bench (rounds, put_sizes): no workload sizes."""
+        return cls(quick=True, duration=duration, list_keys=0, list_pages=0, stream_size=0, part_size=0,
+                   part_parallel=0, delete_ops=0, concurrency=(1,))
+
 
 @dataclass
 class Row:
