@@ -17,16 +17,11 @@ import shutil
 import statistics
 
 from benchmarks import loadgen
-from benchmarks.run import Bench, Config, log
+from benchmarks.run import Bench, Config, log, median_ratio
 from benchmarks.servers import HERE, PEERS, Shoal
 
 KiB = 1024
 SIZES = (4 * KiB, 64 * KiB, 100 * KiB, 255 * KiB, 1024 * KiB)
-
-
-def _median_ratio(ours: list[float], theirs: list[float]) -> float:
-    """The median over the rounds of each round's ratio (both measured minutes apart)."""
-    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     for size, c in itertools.product(SIZES, levels):
         for name in names:
             rate = statistics.median(rates[name, size, c])
-            ratios = "".join(f" {_median_ratio(rates[name, size, c], rates[p, size, c]):.1f}x |"
+            ratios = "".join(f" {median_ratio(list(zip(rates[name, size, c], rates[p, size, c], strict=True)))} |"
                              if name.startswith("shoal") else " |" for p in peers)
             print(f"| {size // KiB} KiB | {c} | {name} | {rate:.0f} | {rate * size / 1e6:.1f} | "
                   f"{statistics.median(cpu[name, size, c]) * 1e3:.2f} |{ratios}")

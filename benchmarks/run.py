@@ -378,7 +378,8 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.1f}x" if b else "-"
 
 
-def _median_ratio(pairs: list[tuple[float, float]]) -> str:
+def median_ratio(pairs: list[tuple[float, float]]) -> str:
+    """The median of the ratios of (ours, theirs) pairs measured at the same time, formatted."""
     ratios = sorted(a / b for a, b in pairs if b)
     return f"{statistics.median(ratios):.1f}x" if ratios else "-"
 
@@ -428,7 +429,7 @@ def render(rows: list[Row], lim: dict[str, float], versions: dict[str, str], dur
                 theirs = measured.get((w, p))
                 if s.startswith("shoal") and theirs:
                     pairs = list(zip(runs, theirs, strict=False))
-                    cells.append(_median_ratio([(a.res.mb_per_s, b.res.mb_per_s) if big else
+                    cells.append(median_ratio([(a.res.mb_per_s, b.res.mb_per_s) if big else
                                                 (a.res.ops_per_s, b.res.ops_per_s) for a, b in pairs]))
                 else:
                     cells.append("")
