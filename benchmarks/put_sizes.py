@@ -18,7 +18,7 @@ import statistics
 
 from benchmarks import loadgen
 from benchmarks.run import Bench, Config, log, median_ratio
-from benchmarks.servers import HERE, PEERS, Shoal
+from benchmarks.servers import PEERS, Shoal, fresh_workdir
 
 KiB = 1024
 SIZES = (4 * KiB, 64 * KiB, 100 * KiB, 255 * KiB, 1024 * KiB)
@@ -31,9 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--concurrency", default="1,16")
     ap.add_argument("--peers", default="moto,s3rver")
     args = ap.parse_args(argv)
-    workdir = os.path.join(HERE, ".work-put-sizes")
-    shutil.rmtree(workdir, ignore_errors=True)
-    os.makedirs(workdir)
+    workdir = fresh_workdir(".work-put-sizes")
     cfg = Config.points_only(args.duration)
     names = ["shoal w1", *(p for p in args.peers.split(",") if p)]
     levels = [int(c) for c in args.concurrency.split(",")]

@@ -16,7 +16,7 @@ import statistics
 
 from benchmarks import loadgen
 from benchmarks.run import Bench, Config, log
-from benchmarks.servers import HERE, PEERS, Shoal
+from benchmarks.servers import PEERS, Shoal, fresh_workdir
 
 OPS = ("GET", "PUT")
 
@@ -28,9 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", default="1,2", help="Shoal --workers, comma-separated (shoal w1, shoal w2)")
     ap.add_argument("--peers", default="moto,s3rver")
     args = ap.parse_args(argv)
-    workdir = os.path.join(HERE, ".work-rounds")
-    shutil.rmtree(workdir, ignore_errors=True)
-    os.makedirs(workdir)
+    workdir = fresh_workdir(".work-rounds")
     cfg = Config.points_only(args.duration)
     shoals = [f"shoal w{n}" for n in args.workers.split(",") if n]
     peers = [p for p in args.peers.split(",") if p]

@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks import loadgen
-from benchmarks.servers import HERE, Shoal, client_tls
+from benchmarks.servers import Shoal, client_tls, fresh_workdir
 from benchmarks.sigv4 import Presigner
 
 MiB = 1 << 20
@@ -31,9 +31,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--tls", action="store_true", help="serve and send everything over HTTPS (no sendfile)")
     args = ap.parse_args()
-    workdir = os.path.join(HERE, ".work-rss")
-    shutil.rmtree(workdir, ignore_errors=True)
-    os.makedirs(workdir)
+    workdir = fresh_workdir(".work-rss")
     srv = Shoal(workdir, args.workers, tls=args.tls).start()
     tls = client_tls() if args.tls else None
     mon = srv.monitor

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from benchmarks import limits, loadgen
 from benchmarks.loadgen import Result
-from benchmarks.servers import HERE, PEERS, Server, Shoal
+from benchmarks.servers import HERE, PEERS, Server, Shoal, fresh_workdir
 from benchmarks.sigv4 import Presigner
 
 WORKLOADS = ["small", "list", "mixed", "stream", "multipart", "ranged"]
@@ -484,9 +484,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"))
     args = ap.parse_args(argv)
     q = args.quick
-    workdir = os.path.join(HERE, ".work")
-    shutil.rmtree(workdir, ignore_errors=True)
-    os.makedirs(workdir)
+    workdir = fresh_workdir(".work")
     cfg = Config(quick=q, duration=args.duration or (3.0 if q else 10.0),
                  list_keys=args.list_keys or (10_000 if q else 100_000), list_pages=50 if q else 200,
                  stream_size=(256 * MiB) if q else (1 << 30), part_size=(32 * MiB) if q else (64 * MiB),

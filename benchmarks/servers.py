@@ -20,6 +20,14 @@ TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+def fresh_workdir(name: str) -> str:
+    """An empty scratch directory under benchmarks/ (what a previous run left there is removed)."""
+    workdir = os.path.join(HERE, name)
+    shutil.rmtree(workdir, ignore_errors=True)
+    os.makedirs(workdir)
+    return workdir
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
