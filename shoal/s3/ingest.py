@@ -100,10 +100,15 @@ class Ingested:
 
     def discard(self, blobs: BlobStore) -> None:
         if self.writer is not None:
-            if self._finished:
-                blobs.delete(self.writer.blob_id)
-            else:
-                self.writer.abort()
+            _drop(self.writer, self._finished, blobs)
+
+
+def _drop(writer: BlobWriter, durable: bool, blobs: BlobStore) -> None:
+    """Throw an upload's blob away: a durable one is deleted from the store, an unfinished one aborted."""
+    if durable:
+        blobs.delete(writer.blob_id)
+    else:
+        writer.abort()
 
 
 _GIL_KEEPING_SLICE = 2047  # hashlib releases the GIL for updates of 2048 bytes or more (HASHLIB_GIL_MINSIZE)
@@ -347,10 +352,7 @@ async def ingest(
             await work.settle()  # no worker thread may still write to the file being aborted
         finally:  # also when cancelled again while settling (settle has waited for the threads by then)
             if writer is not None:
-                if durable:
-                    blobs.delete(writer.blob_id)
-                else:
-                    writer.abort()
+                _drop(writer, durable, blobs)
         raise
     finally:
         if counted:
